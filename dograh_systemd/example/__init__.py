@@ -1,0 +1,1 @@
+"""The embedded default: what a fresh install serves before a real app is configured."""

@@ -1,0 +1,37 @@
+"""An example ASGI app shaped like Dograh's API, served when no app is configured.
+
+- ``GET /api/v1/health``: liveness, as Dograh's own.
+- ``GET /api/v1/worker``: which worker (port, pid) answered.
+- ``WS /api/v1/call``: holds a "call" open, echoing every message, until the
+  client hangs up.
+"""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+
+app = FastAPI(title="dograh-systemd example")
+WORKER_PORT = int(os.environ.get("DOGRAH_WORKER_PORT", "0"))
+
+
+@app.get("/api/v1/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.get("/api/v1/worker")
+async def worker() -> dict[str, int]:
+    return {"port": WORKER_PORT, "pid": os.getpid()}
+
+
+@app.websocket("/api/v1/call")
+async def call(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_json({"port": WORKER_PORT, "pid": os.getpid()})
+    try:
+        while True:
+            await websocket.send_text(await websocket.receive_text())
+    except WebSocketDisconnect:
+        pass

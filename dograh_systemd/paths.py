@@ -1,0 +1,23 @@
+"""Where the package finds its templates and where generated files go."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# A source checkout keeps units/ and nginx/ beside the package; the Debian
+# package installs them under /usr/share.
+_CHECKOUT = Path(__file__).resolve().parent.parent
+_INSTALLED = Path("/usr/share/dograh-systemd")
+TEMPLATE_ROOT = _CHECKOUT if (_CHECKOUT / "units").is_dir() else _INSTALLED
+UNIT_TEMPLATES = TEMPLATE_ROOT / "units"
+NGINX_TEMPLATES = TEMPLATE_ROOT / "nginx"
+
+UNIT_DIR = Path("/etc/systemd/system")
+TARGET = "dograh.target"
+TARGET_WANTS = UNIT_DIR / f"{TARGET}.wants"
+
+NGINX_SITE = Path("/etc/nginx/sites-available/dograh")
+NGINX_SITE_LINK = Path("/etc/nginx/sites-enabled/dograh")
+NGINX_UPSTREAM = Path("/etc/nginx/dograh/upstream.conf")
+
+LOCK_FILE = Path("/run/lock/dograhctl.lock")

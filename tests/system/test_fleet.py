@@ -1,0 +1,225 @@
+"""dograhctl on real systemd and nginx, in a booted Debian container.
+
+Every assertion is on what systemd, nginx and the workers report or do.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .container import Container
+
+pytestmark = pytest.mark.system
+
+SINGLETONS = ["dograh-ari-manager.service", "dograh-campaign-orchestrator.service"]
+NGINX_FILES = ["/etc/nginx/sites-available/dograh", "/etc/nginx/dograh/upstream.conf"]
+
+
+def dograhctl(ct: Container, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return ct.run("dograhctl", *args, check=check, timeout=180)
+
+
+def units(ct: Container, pattern: str, state: str = "active") -> list[str]:
+    out = ct.run("systemctl", "list-units", "--plain", "--no-legend", "--full",
+                 f"--state={state}", pattern).stdout
+    return sorted(line.split()[0] for line in out.splitlines() if line.strip())
+
+
+def main_pid(ct: Container, unit: str) -> int:
+    return int(ct.run("systemctl", "show", "-p", "MainPID", "--value", unit).stdout)
+
+
+def upstream_ports(ct: Container) -> set[int]:
+    text = ct.path("/etc/nginx/dograh/upstream.conf").read_text()
+    return {int(p) for p in re.findall(r"^\s*server 127\.0\.0\.1:(\d+)", text, re.M)}
+
+
+def answering_ports(ct: Container, requests: int) -> collections.Counter[int]:
+    """Which workers answer ``requests`` requests sent through nginx."""
+    script = (f"for i in $(seq {requests}); do "
+              "curl -sf http://localhost/api/v1/worker || exit 1; echo; done")
+    out = ct.sh(script).stdout
+    return collections.Counter(json.loads(line)["port"] for line in out.splitlines())
+
+
+def api(ports: range) -> list[str]:
+    return [f"dograh-api@{p}.service" for p in ports]
+
+
+def snapshot(ct: Container) -> dict[str, object]:
+    """Everything a failed command must leave as it was."""
+    wants = ct.path("/etc/systemd/system/dograh.target.wants")
+    running = units(ct, "dograh-*")
+    return {
+        "enabled": sorted(p.name for p in wants.iterdir()) if wants.exists() else [],
+        "running": {unit: main_pid(ct, unit) for unit in running},
+        "nginx": {f: ct.path(f).read_text() for f in NGINX_FILES},
+        "sites": sorted(p.name for p in ct.path("/etc/nginx/sites-enabled").iterdir()),
+    }
+
+
+def test_scale_to_six(container: Container) -> None:
+    dograhctl(container, "scale", "6")
+    assert units(container, "dograh-api@*") == api(range(8000, 8006))
+    for unit in api(range(8000, 8006)):
+        show = container.run("systemctl", "show", "-p", "SubState,StatusText", unit).stdout
+        assert "SubState=running" in show
+        assert re.search(r"StatusText=\d+ calls, \d+ requests in flight", show), show
+    status = container.run("systemctl", "status", "--no-pager", "dograh-api@*").stdout
+    assert status.count("Status: \"") == 6
+    assert upstream_ports(container) == set(range(8000, 8006))
+    assert set(answering_ports(container, 30)) == set(range(8000, 8006))
+    for unit in SINGLETONS:
+        assert units(container, unit) == [unit]
+
+
+def test_sixty_calls_balance_across_six_workers(container: Container) -> None:
+    dograhctl(container, "scale", "6")
+    probe = (Path(__file__).parent / "hold_calls.py").read_text()
+    holder = container.popen("python3", "-c", probe, "ws://localhost/api/v1/call", "60")
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        per_port = {int(k): v for k, v in json.loads(holder.stdout.readline())["per_port"].items()}
+        assert set(per_port) == set(range(8000, 8006)), per_port
+        assert sum(per_port.values()) == 60
+        assert max(per_port.values()) - min(per_port.values()) <= 1, per_port
+        time.sleep(1.5)  # the workers publish STATUS= once a second
+        for port, calls in per_port.items():
+            text = container.run("systemctl", "show", "-p", "StatusText", "--value",
+                                 f"dograh-api@{port}.service").stdout
+            assert text.startswith(f"{calls} calls,"), (port, text)
+        holder.stdin.close()
+        assert json.loads(holder.stdout.readline()) == {"closed_early": 0}
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_scale_down_and_arq_leave_singletons_alone(container: Container) -> None:
+    dograhctl(container, "scale", "6")
+    singleton_pids = {unit: main_pid(container, unit) for unit in SINGLETONS}
+
+    dograhctl(container, "scale", "2")
+    assert units(container, "dograh-api@*") == api(range(8000, 8002))
+    assert upstream_ports(container) == {8000, 8001}
+    assert set(answering_ports(container, 10)) == {8000, 8001}
+
+    dograhctl(container, "scale", "2", "--arq", "3")
+    assert units(container, "dograh-arq@*") == [f"dograh-arq@{i}.service" for i in (1, 2, 3)]
+    assert units(container, "dograh-api@*") == api(range(8000, 8002))
+    for unit, pid in singleton_pids.items():
+        assert units(container, unit) == [unit]
+        assert main_pid(container, unit) == pid, f"{unit} was restarted by scaling"
+
+    status = json.loads(dograhctl(container, "status", "--json").stdout)
+    assert status["mismatches"] == []
+    assert status["upstream"] == [8000, 8001]
+    assert [i["unit"] for i in status["arq"]] == [f"dograh-arq@{i}.service" for i in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("args", [["0"], ["-1"], ["abc"], ["10000"], ["3", "--arq", "-2"]])
+def test_bad_counts_change_nothing(container: Container, args: list[str]) -> None:
+    dograhctl(container, "scale", "2")
+    before = snapshot(container)
+    result = dograhctl(container, "scale", *args, check=False)
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("dograhctl: ")
+    assert snapshot(container) == before
+
+
+def test_port_held_by_another_process_changes_nothing(container: Container) -> None:
+    dograhctl(container, "scale", "2")
+    container.run("systemd-run", "--unit=port-hog", "python3", "-m", "http.server",
+                  "--bind", "127.0.0.1", "8003")
+    try:
+        container.sh("for i in $(seq 50); do curl -s -o /dev/null localhost:8003 && exit 0;"
+                     " sleep 0.1; done; exit 1")
+        before = snapshot(container)
+        result = dograhctl(container, "scale", "4", check=False)
+        assert result.returncode == 1
+        assert "port 8003" in result.stderr and "in use" in result.stderr
+        assert snapshot(container) == before
+    finally:
+        container.run("systemctl", "stop", "port-hog")
+
+
+def test_nginx_broken_elsewhere_changes_nothing(container: Container) -> None:
+    dograhctl(container, "scale", "2")
+    broken = container.path("/etc/nginx/conf.d/admin-typo.conf")
+    broken.write_text("server { listen 81; bogus_directive on; }\n")
+    try:
+        before = snapshot(container)
+        result = dograhctl(container, "scale", "4", check=False)
+        assert result.returncode == 1
+        assert "nginx -t failed" in result.stderr and "bogus_directive" in result.stderr
+        assert snapshot(container) == before
+    finally:
+        broken.unlink()
+    assert set(answering_ports(container, 6)) == {8000, 8001}
+
+
+def test_bad_config_value_names_key_and_file(container: Container) -> None:
+    container.path("/etc/dograh/bad.env").write_text("FASTAPI_WORKERS=many\n")
+    before = snapshot(container)
+    result = dograhctl(container, "--config", "/etc/dograh/bad.env", "scale", check=False)
+    assert result.returncode == 1
+    assert "/etc/dograh/bad.env: FASTAPI_WORKERS='many'" in result.stderr
+    assert snapshot(container) == before
+
+
+def test_kill_9_worker_is_back_within_3_seconds(container: Container) -> None:
+    dograhctl(container, "scale", "2")
+    old = main_pid(container, "dograh-api@8001.service")
+    container.run("kill", "-9", str(old))
+    started = time.monotonic()
+    container.sh("until curl -sf http://127.0.0.1:8001/api/v1/worker >/dev/null; do "
+                 "sleep 0.05; done", timeout=10)
+    elapsed = time.monotonic() - started
+    assert elapsed <= 3, f"worker took {elapsed:.1f}s to serve again"
+    assert main_pid(container, "dograh-api@8001.service") not in (0, old)
+
+
+def test_stopped_worker_is_restarted_by_watchdog_with_stack_in_journal(
+        container: Container) -> None:
+    dograhctl(container, "scale", "2")
+    old = main_pid(container, "dograh-api@8000.service")
+    container.run("kill", "-STOP", str(old))
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        new = main_pid(container, "dograh-api@8000.service")
+        if new not in (0, old) and units(container, "dograh-api@8000.service"):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("watchdog did not restart the stopped worker")
+    result = container.run("systemctl", "show", "-p", "NRestarts", "--value",
+                           "dograh-api@8000.service").stdout
+    assert int(result) >= 1
+    journal = container.run("journalctl", "--no-pager", "-o", "cat",
+                            "-u", "dograh-api@8000.service").stdout
+    assert "Watchdog timeout" in journal
+    stack = container.run("journalctl", "--no-pager", "-o", "cat", f"_PID={old}").stdout
+    assert "Fatal Python error: Aborted" in stack
+    assert re.search(r'File ".*asyncio/.*", line \d+ in run', stack), stack
+
+
+def test_fleet_survives_reboot(container: Container) -> None:
+    dograhctl(container, "scale", "3", "--arq", "2")
+    before_units = units(container, "dograh-*")
+    container.poweroff()
+    container.boot()
+    container.sh("until [ \"$(systemctl is-active nginx)\" = active ]; do sleep 0.2; done",
+                 timeout=60)
+    assert units(container, "dograh-*") == before_units
+    assert units(container, "dograh-api@*") == api(range(8000, 8003))
+    assert upstream_ports(container) == {8000, 8001, 8002}
+    assert set(answering_ports(container, 12)) == {8000, 8001, 8002}
+    assert dograhctl(container, "status").returncode == 0
