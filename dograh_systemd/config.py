@@ -11,9 +11,10 @@ import ipaddress
 import os
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from dotenv import dotenv_values
 

@@ -79,9 +79,8 @@ def desired_fleet(settings: Settings, current: Fleet, api_count: int | None,
         arq_count = len(current.arq_indices) if current.arq_indices else settings.arq_workers
     if not 0 <= arq_count <= MAX_ARQ_WORKERS:
         raise DograhError(f"ARQ worker count must be 0..{MAX_ARQ_WORKERS}, not {arq_count}")
-    singletons = {unit for unit, wanted in zip(
-        SINGLETONS, (settings.enable_ari_manager, settings.enable_campaign_orchestrator))
-        if wanted}
+    wanted = (settings.enable_ari_manager, settings.enable_campaign_orchestrator)
+    singletons = {unit for unit, on in zip(SINGLETONS, wanted, strict=True) if on}
     return Fleet(api_ports=settings.api_ports(api_count),
                  arq_indices=frozenset(range(1, arq_count + 1)),
                  singletons=frozenset(singletons))

@@ -6,8 +6,16 @@ from dataclasses import asdict, dataclass
 
 from . import nginx, systemd
 from .config import Settings
-from .names import (API_TEMPLATE, ARI_MANAGER, ARQ_TEMPLATE, CAMPAIGN_ORCHESTRATOR, SINGLETONS,
-                    api_unit, arq_unit, instance_of)
+from .names import (
+    API_TEMPLATE,
+    ARI_MANAGER,
+    ARQ_TEMPLATE,
+    CAMPAIGN_ORCHESTRATOR,
+    SINGLETONS,
+    api_unit,
+    arq_unit,
+    instance_of,
+)
 
 
 @dataclass(frozen=True)

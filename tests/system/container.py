@@ -79,13 +79,13 @@ class Container:
     # -- life cycle ---------------------------------------------------------
 
     def boot(self, timeout: float = 60) -> None:
-        log = open(self.workdir / "console.log", "ab")
-        self.nspawn = subprocess.Popen(
-            ["systemd-nspawn", "--boot", "--register=no", "--keep-unit",
-             "--private-network", f"--machine={self.name}", "-D", str(self.root)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env={"PATH": CLEAN_PATH, "SYSTEMD_NSPAWN_TMPFS_TMP": "0"},
-        )
+        with open(self.workdir / "console.log", "ab") as log:
+            self.nspawn = subprocess.Popen(
+                ["systemd-nspawn", "--boot", "--register=no", "--keep-unit",
+                 "--private-network", f"--machine={self.name}", "-D", str(self.root)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env={"PATH": CLEAN_PATH},
+            )
         self.pid = self._find_init(timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

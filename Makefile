@@ -1,0 +1,14 @@
+# The two commands the README opens with; both install what they need first.
+.PHONY: setup test demo
+
+setup:
+	bash .ci/setup
+
+# Lint, then unit tests and system tests on real systemd (needs root).
+test: setup
+	.venv/bin/ruff check .
+	.venv/bin/pytest -v
+
+# Boot a throwaway Debian container, install, dograhctl scale 6, show the fleet.
+demo: setup
+	.venv/bin/python -m tests.system.demo
