@@ -15,7 +15,7 @@ from pathlib import Path
 from . import files, nginx, paths, preflight, systemd, templates
 from .config import Settings
 from .errors import DograhError
-from .names import API_TEMPLATE, api_unit, arq_unit
+from .names import API_TEMPLATE, SINGLETONS, api_unit, arq_unit
 from .plan import Plan, desired_fleet
 
 Report = Callable[[str], None]
@@ -26,7 +26,7 @@ def install_units(settings: Settings) -> bool:
     """Write the unit files that changed and tell systemd; True if any did."""
     changes = files.changed(templates.render_units(settings))
     for path, text in changes.items():
-        files.write_atomic(path, text)
+        files.write_generated(path, text)
     if changes:
         systemd.daemon_reload()
     return bool(changes)
@@ -140,5 +140,29 @@ def render(settings: Settings, root: Path, dry_run: bool, report: Report) -> dic
         nginx.apply(nginx_files)
     else:
         for path, text in changes.items():
-            files.write_atomic(files.under(root, path), text)
+            files.write_generated(files.under(root, path), text)
     return changes
+
+
+def uninstall(report: Report) -> None:
+    """Stop and disable every Dograh unit, remove what dograhctl generated; nginx keeps running.
+
+    Needs no settings, so a broken config file cannot block removing the package.
+    """
+    fleet = systemd.current_fleet()
+    units = ([api_unit(p) for p in sorted(fleet.api_ports)]
+             + [arq_unit(i) for i in sorted(fleet.arq_indices)] + list(SINGLETONS))
+    unit_files = [paths.UNIT_DIR / t.stem for t in templates.unit_templates()]
+    if any(path.exists() for path in unit_files):
+        systemd.stop([*units, paths.TARGET])
+        systemd.disable([*units, paths.TARGET])
+        systemd.reset_failed(units)
+    for path in unit_files:
+        if files.is_generated(path):
+            path.unlink()
+    if paths.TARGET_WANTS.is_dir() and not any(paths.TARGET_WANTS.iterdir()):
+        paths.TARGET_WANTS.rmdir()
+    systemd.daemon_reload()
+    nginx.remove_site()
+    report(f"stopped and disabled {len(units)} unit(s); removed the generated units "
+           "and the nginx site")

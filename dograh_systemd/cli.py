@@ -45,17 +45,27 @@ def needs_root(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.pass_context
 def main(ctx: click.Context, config_file: str | None) -> None:
     """Run Dograh's API workers, ARQ workers and singletons as systemd units behind nginx."""
-    try:
-        ctx.obj = config.load(config.config_path(config_file))
-    except ConfigError as exc:
-        fail(str(exc))
+    ctx.obj = config.config_path(config_file)
+
+
+def pass_settings(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the validated settings; a bad config file stops it with one line."""
+    @wraps(command)
+    @click.pass_obj
+    def wrapper(path: Path, *args: Any, **kwargs: Any) -> Any:
+        try:
+            settings = config.load(path)
+        except ConfigError as exc:
+            fail(str(exc))
+        return command(settings, *args, **kwargs)
+    return wrapper
 
 
 @main.command()
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
               show_default=True, help="Write under this directory instead (a staging root).")
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
-@click.pass_obj
+@pass_settings
 def render(settings: Settings, root: Path, dry_run: bool) -> None:
     """Write every unit and nginx file from the templates."""
     live = root.resolve() == Path("/")
@@ -80,8 +90,8 @@ def render(settings: Settings, root: Path, dry_run: bool) -> None:
 @click.option("--arq", type=click.IntRange(0, MAX_ARQ_WORKERS), metavar="M",
               help="Number of ARQ workers [default: as now, or ARQ_WORKERS].")
 @click.option("--force", is_flag=True, help="Start workers even when memory looks short.")
-@click.pass_obj
 @needs_root
+@pass_settings
 def scale(settings: Settings, workers: int | None, arq: int | None, force: bool) -> None:
     """Run WORKERS API workers (default: FASTAPI_WORKERS) behind nginx."""
     try:
@@ -95,9 +105,20 @@ def scale(settings: Settings, workers: int | None, arq: int | None, force: bool)
                f" (started {len(plan.to_start)}, stopped {len(plan.to_stop)})")
 
 
+@main.command()
+@needs_root
+def uninstall() -> None:
+    """Stop and disable every Dograh unit and remove the generated files (used on package removal)."""
+    try:
+        with lock.exclusive(report):
+            apply.uninstall(report)
+    except DograhError as exc:
+        fail(str(exc))
+
+
 @main.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_obj
+@pass_settings
 def status_command(settings: Settings, as_json: bool) -> None:
     """Desired against actual for every instance; exit 1 when they disagree."""
     try:

@@ -42,7 +42,7 @@ def apply(rendered: dict[Path, str]) -> bool:
     previous = {path: files.read(path) for path in changes}
     try:
         for path, text in changes.items():
-            files.write_atomic(path, text)
+            files.write_generated(path, text)
         if add_link:
             paths.NGINX_SITE_LINK.parent.mkdir(parents=True, exist_ok=True)
             paths.NGINX_SITE_LINK.symlink_to(paths.NGINX_SITE)
@@ -105,3 +105,18 @@ def _is_worker(pid: int) -> bool:
     except OSError:
         return False
     return b"worker process" in cmdline and b"shutting down" not in cmdline
+
+
+def remove_site() -> None:
+    """Take the Dograh site out of nginx; nginx keeps running with the admin's sites."""
+    if paths.NGINX_SITE_LINK.is_symlink():
+        paths.NGINX_SITE_LINK.unlink()
+    for path in (paths.NGINX_SITE, paths.NGINX_UPSTREAM):
+        if files.is_generated(path):
+            path.unlink()
+    if paths.NGINX_UPSTREAM.parent.is_dir() and not any(paths.NGINX_UPSTREAM.parent.iterdir()):
+        paths.NGINX_UPSTREAM.parent.rmdir()
+    active = subprocess.run(["systemctl", "is-active", "--quiet", "nginx.service"]).returncode == 0
+    if active:
+        test()
+        reload()

@@ -1,7 +1,7 @@
 """An example ASGI app shaped like Dograh's API, served when no app is configured.
 
 - ``GET /api/v1/health``: liveness, as Dograh's own.
-- ``GET /api/v1/worker``: which worker (port, pid) answered.
+- ``GET /api/v1/worker``: which worker (port, pid, package version) answered.
 - ``WS /api/v1/call``: holds a "call" open, echoing every message, until the
   client hangs up.
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+
+from .. import __version__
 
 app = FastAPI(title="dograh-systemd example")
 WORKER_PORT = int(os.environ.get("DOGRAH_WORKER_PORT", "0"))
@@ -22,8 +24,8 @@ async def health() -> dict[str, str]:
 
 
 @app.get("/api/v1/worker")
-async def worker() -> dict[str, int]:
-    return {"port": WORKER_PORT, "pid": os.getpid()}
+async def worker() -> dict[str, int | str]:
+    return {"port": WORKER_PORT, "pid": os.getpid(), "version": __version__}
 
 
 @app.websocket("/api/v1/call")

@@ -1,4 +1,4 @@
-"""System-test fixtures: one booted container with the project installed.
+"""System-test fixtures: the built .deb, and a booted container per Debian release.
 
 System tests need root, debootstrap and systemd-nspawn. Outside CI they are
 skipped when those are missing; in CI (CI=true) a missing tool is a failure.
@@ -8,34 +8,58 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from .container import Container
-from .install import install_from_source
+
+REPO = Path(__file__).resolve().parents[2]
+SUITES = ["bookworm", "trixie"]  # Debian 12 and Debian 13
 
 
 def _missing() -> str | None:
     if os.geteuid() != 0:
         return "system tests need root"
-    for tool in ("debootstrap", "systemd-nspawn", "nsenter"):
+    for tool in ("debootstrap", "systemd-nspawn", "nsenter", "git"):
         if not shutil.which(tool):
             return f"system tests need {tool}"
     return None
 
 
 @pytest.fixture(scope="session")
-def container() -> Iterator[Container]:
+def build_deb(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Build the package from this checkout (optionally under another version)."""
     missing = _missing()
     if missing:
         if os.environ.get("CI") == "true":
             pytest.fail(missing)
         pytest.skip(missing)
-    ct = Container()
+
+    def build(version: str | None = None) -> Path:
+        out = tmp_path_factory.mktemp("deb")
+        args = ["bash", str(REPO / ".ci/build-deb"), "--out", str(out)]
+        if version:
+            args += ["--version", version]
+        result = subprocess.run(args, capture_output=True, text=True, check=True)
+        return Path(result.stdout.strip().splitlines()[-1])
+    return build
+
+
+@pytest.fixture(scope="session")
+def deb(build_deb) -> Path:  # type: ignore[no-untyped-def]
+    return build_deb()
+
+
+@pytest.fixture(scope="session", params=SUITES)
+def container(request: pytest.FixtureRequest, deb: Path) -> Iterator[Container]:
+    """A booted container of one Debian release with the package installed."""
+    ct = Container(request.param)
     try:
         ct.boot()
-        install_from_source(ct)
+        ct.install_deb(deb)
         yield ct
     finally:
         ct.destroy()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -19,27 +20,44 @@ from pathlib import Path
 
 CACHE_DIR = Path(os.environ.get("DOGRAH_TEST_CACHE", "/var/cache/dograh-systemd-test"))
 
-# Everything the product needs at run time, from Debian alone, plus the tools
-# the tests drive it with (curl, ss, ps, a WebSocket client library).
+# A bare Debian with systemd, plus the tools the tests drive it with (curl,
+# ss, ps, a WebSocket client library). The product's own dependencies are not
+# installed: apt resolves them from Debian when the tests install the .deb.
 PACKAGES = [
-    "systemd", "systemd-sysv", "dbus", "nginx",
-    "python3", "python3-fastapi", "python3-uvicorn", "python3-websockets",
-    "python3-jinja2", "python3-click", "python3-dotenv", "python3-sdnotify",
+    "systemd", "systemd-sysv", "dbus", "python3", "python3-websockets",
     "curl", "procps", "iproute2",
 ]
 MIRROR = "http://deb.debian.org/debian"
-RECIPE = "2"  # bump when rootfs() changes what it writes, to rebuild the cache
+RECIPE = "3"  # bump when rootfs() changes what it writes, to rebuild the cache
+CONTROL = Path(__file__).resolve().parents[2] / "debian/control"
+
+
+def package_relations() -> list[str]:
+    """Depends and Recommends of the binary package, as plain package names."""
+    fields = re.findall(r"^(?:Depends|Recommends):((?:.*\n(?: .*\n)*))",
+                        CONTROL.read_text().split("\nPackage:", 1)[1], re.M)
+    names = []
+    for relation in ",".join(fields).split(","):
+        name = relation.split("|")[0].split("(")[0].strip()
+        if name and not name.startswith("$"):
+            names.append(name)
+    return names
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def rootfs(suite: str = "bookworm") -> Path:
     """Return the cached root filesystem for ``suite``, building it if needed."""
-    key = hashlib.sha256(" ".join([RECIPE, suite, MIRROR, *PACKAGES]).encode()).hexdigest()[:12]
+    relations = package_relations()
+    key = hashlib.sha256(" ".join([RECIPE, suite, MIRROR, *PACKAGES, *relations])
+                         .encode()).hexdigest()[:12]
     target = CACHE_DIR / f"{suite}-{key}"
     if (target / ".complete").exists():
         return target
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in CACHE_DIR.glob(f"{suite}-*"):
+        shutil.rmtree(stale)  # earlier recipes, or a build that was interrupted
     partial = Path(tempfile.mkdtemp(prefix=f"{suite}-", dir=CACHE_DIR))
+    partial.chmod(0o755)
     subprocess.run(
         ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
          suite, str(partial), MIRROR],
@@ -52,6 +70,17 @@ def rootfs(suite: str = "bookworm") -> Path:
     (partial / "etc/hostname").write_text("dograh-test\n")
     (partial / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 dograh-test\n"
                                       "::1 localhost ip6-localhost ip6-loopback\n")
+    # The containers have no network: keep Debian's package lists and the
+    # .debs of the package's relations, so apt can resolve and install them
+    # offline. Timers that would reach for the network are masked.
+    (partial / "etc/apt/sources.list").write_text(f"deb {MIRROR} {suite} main\n")
+    subprocess.run(["chroot", str(partial), "apt-get", "update", "-qq"], check=True,
+                   env={"PATH": CLEAN_PATH})
+    subprocess.run(["chroot", str(partial), "apt-get", "install", "--download-only", "-y",
+                    "-qq", *relations], check=True, env={"PATH": CLEAN_PATH},
+                   stdout=subprocess.DEVNULL)
+    for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
+        (partial / "etc/systemd/system" / timer).symlink_to("/dev/null")
     (partial / ".complete").touch()
     partial.rename(target)
     return target
@@ -132,8 +161,7 @@ class Container:
         result = subprocess.run(self._enter(argv), capture_output=True, text=True, timeout=timeout,
                                 input=input)
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(result.returncode, argv, result.stdout,
-                                                result.stderr)
+            raise CommandFailed(result.returncode, argv, result.stdout, result.stderr)
         return result
 
     def popen(self, *argv: str) -> subprocess.Popen[str]:
@@ -144,13 +172,28 @@ class Container:
     def sh(self, script: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return self.run("sh", "-c", script, check=check, timeout=timeout)
 
+    def install_deb(self, deb: Path) -> subprocess.CompletedProcess[str]:
+        """``apt-get install ./dograh-systemd_*.deb`` as an admin would; offline, from the cache."""
+        shutil.copy(deb, self.path(f"/root/{deb.name}"))
+        return self.run("apt-get", "install", "-y", f"/root/{deb.name}",
+                        timeout=300)
+
     def _enter(self, argv: tuple[str, ...]) -> list[str]:
         return ["nsenter", "-t", str(self.pid), "-a", "env", "-i", f"PATH={CLEAN_PATH}",
-                "LANG=C.UTF-8", "SYSTEMD_COLORS=0", "SYSTEMD_PAGER=", *argv]
+                "LANG=C.UTF-8", "SYSTEMD_COLORS=0", "SYSTEMD_PAGER=",
+                "DEBIAN_FRONTEND=noninteractive", *argv]
 
     def path(self, inside: str) -> Path:
         """Host path of a file inside the container's root filesystem."""
         return self.root / inside.lstrip("/")
+
+
+class CommandFailed(subprocess.CalledProcessError):
+    """A command in the container failed; the message carries what it printed."""
+
+    def __str__(self) -> str:
+        return (f"{' '.join(self.cmd)} exited {self.returncode}\n"
+                f"stdout: {self.stdout[-3000:]}\nstderr: {self.stderr[-3000:]}")
 
 
 def _children(pid: int) -> list[int]:

@@ -1,6 +1,6 @@
 """The main job on the embedded default, in a throwaway Debian container.
 
-Boots Debian 12 with real systemd, installs dograh-systemd, runs
+Builds the .deb, boots Debian 12 with real systemd, installs it with apt, runs
 ``dograhctl scale 6``, shows ``systemctl status 'dograh-api@*'`` and requests
 through nginx, then throws the container away. Run: make demo
 """
@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 import sys
+from pathlib import Path
 
 from .container import Container
-from .install import install_from_source
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def step(ct: Container, command: str) -> None:
@@ -28,12 +31,18 @@ def step(ct: Container, command: str) -> None:
 def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("demo: run as root (it boots a systemd-nspawn container)")
+    print("Building the .deb...", flush=True)
+    built = subprocess.run(["bash", str(REPO / ".ci/build-deb")], check=True,
+                           capture_output=True, text=True)
+    deb = Path(built.stdout.strip().splitlines()[-1])
+    print(f"Built {deb}", flush=True)
     print("Booting a Debian 12 container with systemd (the first run builds its root "
           "filesystem with debootstrap, about a minute)...", flush=True)
     ct = Container(name="dograh-demo")
     try:
         ct.boot()
-        install_from_source(ct)
+        print(f"\n$ apt-get install ./{deb.name}", flush=True)
+        print(ct.install_deb(deb).stdout.strip().splitlines()[-1], flush=True)
         step(ct, "dograhctl scale 6")
         step(ct, "systemctl status --no-pager --lines=0 dograh-api@*")
         step(ct, "dograhctl status")
