@@ -69,6 +69,8 @@ def _context(settings: Settings) -> dict[str, object]:
         "env_files": settings.env_files,
         "app": settings.app,
         "app_dir": settings.app_dir,
+        "app_dir_in_home": settings.app_dir.is_relative_to("/home")
+        or settings.app_dir.is_relative_to("/root"),
         "python": settings.python,
         "host": settings.host,
         "worker_keepalive": WORKER_KEEPALIVE_TIMEOUT,

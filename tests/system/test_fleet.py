@@ -223,3 +223,14 @@ def test_fleet_survives_reboot(container: Container) -> None:
     assert upstream_ports(container) == {8000, 8001, 8002}
     assert set(answering_ports(container, 12)) == {8000, 8001, 8002}
     assert dograhctl(container, "status").returncode == 0
+
+
+@pytest.mark.parametrize("unit", ["dograh-api@8000.service", "dograh-arq@1.service",
+                                  "dograh-ari-manager.service",
+                                  "dograh-campaign-orchestrator.service"])
+def test_units_are_hardened(container: Container, unit: str) -> None:
+    dograhctl(container, "scale", "2", "--arq", "1")
+    out = container.run("systemd-analyze", "security", "--no-pager", unit).stdout
+    score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out).group(1))
+    assert score <= 1.5, out
+    assert units(container, unit) == [unit]  # and it still runs
