@@ -1,5 +1,5 @@
 # The two commands the README opens with; both install what they need first.
-.PHONY: setup test demo
+.PHONY: setup test demo deb
 
 setup:
 	bash .ci/setup
@@ -12,3 +12,7 @@ test: setup
 # Boot a throwaway Debian container, install, dograhctl scale 6, show the fleet.
 demo: setup
 	.venv/bin/python -m tests.system.demo
+
+# dist/dograh-systemd_<version>_all.deb, with its build dependencies installed first.
+deb:
+	bash .ci/build-deb
