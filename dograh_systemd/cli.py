@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from . import __version__, apply, config, lock, status
+from . import __version__, apply, balance, config, lock, status
 from .config import MAX_API_WORKERS, MAX_ARQ_WORKERS, ConfigError, Settings
 from .errors import DograhError
 
@@ -84,25 +84,88 @@ def render(settings: Settings, root: Path, dry_run: bool) -> None:
     report(f"{len(changes)} file(s) {verb}" + "".join(f"\n  {p}" for p in changes))
 
 
+def drain_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--drain-timeout and --no-drain, shared by the commands that stop workers."""
+    command = click.option("--no-drain", is_flag=True,
+                           help="Stop leaving workers at once, cutting their calls.")(command)
+    return click.option("--drain-timeout", type=click.IntRange(0), metavar="SECONDS",
+                        help="Longest wait for a leaving worker's calls to end "
+                             "[default: DRAIN_TIMEOUT, 300].")(command)
+
+
+def drain_limit(settings: Settings, drain_timeout: int | None, no_drain: bool) -> float | None:
+    if no_drain:
+        return None
+    return settings.drain_timeout if drain_timeout is None else drain_timeout
+
+
+def summary(outcome: apply.Outcome) -> str:
+    fleet, plan = outcome.plan.desired, outcome.plan
+    ports = sorted(fleet.api_ports)
+    text = (f"{len(ports)} API workers"
+            + (f" (ports {ports[0]}-{ports[-1]})" if ports else "")
+            + f", {len(fleet.arq_indices)} ARQ workers, singletons: "
+            + (", ".join(sorted(fleet.singletons)) or "none")
+            + f" (started {len(plan.to_start)}, stopped {len(plan.to_stop)})")
+    if outcome.calls_cut:
+        text += f"; the drain timeout cut {outcome.calls_cut} live call(s)"
+    return text
+
+
 # Negative numbers must reach the range check, not be taken for options.
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("workers", required=False, type=click.IntRange(1, MAX_API_WORKERS))
 @click.option("--arq", type=click.IntRange(0, MAX_ARQ_WORKERS), metavar="M",
               help="Number of ARQ workers [default: as now, or ARQ_WORKERS].")
 @click.option("--force", is_flag=True, help="Start workers even when memory looks short.")
+@drain_options
 @needs_root
 @pass_settings
-def scale(settings: Settings, workers: int | None, arq: int | None, force: bool) -> None:
+def scale(settings: Settings, workers: int | None, arq: int | None, force: bool,
+          drain_timeout: int | None, no_drain: bool) -> None:
     """Run WORKERS API workers (default: FASTAPI_WORKERS) behind nginx."""
     try:
         with lock.exclusive(report):
-            plan = apply.scale(settings, workers, arq, force, report)
+            outcome = apply.scale(settings, workers, arq, force,
+                                  drain_limit(settings, drain_timeout, no_drain), report)
     except DograhError as exc:
         fail(str(exc))
-    fleet = plan.desired
-    click.echo(f"{len(fleet.api_ports)} API workers, {len(fleet.arq_indices)} ARQ workers, "
-               f"singletons: {', '.join(sorted(fleet.singletons)) or 'none'}"
-               f" (started {len(plan.to_start)}, stopped {len(plan.to_stop)})")
+    click.echo(summary(outcome))
+
+
+@main.command()
+@click.option("--force", is_flag=True, help="Start the new band even when memory looks short.")
+@drain_options
+@needs_root
+@pass_settings
+def restart(settings: Settings, force: bool, drain_timeout: int | None, no_drain: bool) -> None:
+    """Replace every worker with a fresh one on the current code, dropping no call.
+
+    A new band of API workers (base port + 100, or back) starts and becomes
+    READY, nginx switches to it, and the old band drains, then stops. ARQ
+    workers and singletons restart after, one at a time.
+    """
+    try:
+        with lock.exclusive(report):
+            outcome = apply.restart(settings, force,
+                                    drain_limit(settings, drain_timeout, no_drain), report)
+    except DograhError as exc:
+        fail(str(exc))
+    click.echo("restarted: " + summary(outcome))
+
+
+@main.command()
+@needs_root
+@pass_settings
+def rebalance(settings: Settings) -> None:
+    """Re-weigh the nginx upstream from the workers' live calls (runs by itself after a scale)."""
+    try:
+        with lock.exclusive(report):
+            weights = apply.rebalance(settings, report)
+    except DograhError as exc:
+        fail(str(exc))
+    state = "even" if balance.is_even(weights) else "uneven"
+    click.echo(f"{len(weights)} API workers, weights {state}")
 
 
 @main.command()

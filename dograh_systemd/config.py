@@ -21,6 +21,10 @@ from dotenv import dotenv_values
 DEFAULT_CONFIG = Path("/etc/dograh/dograh.env")
 MAX_API_WORKERS = 64
 MAX_ARQ_WORKERS = 32
+# A deploy starts a second band of workers this far above the first, as
+# Dograh's own rolling update does; bands never overlap (MAX_API_WORKERS < 100).
+BAND_OFFSET = 100
+MAX_BASE_PORT = 65536 - BAND_OFFSET - MAX_API_WORKERS
 # nginx closes idle upstream connections after this; the worker must wait
 # longer, or nginx reuses a connection the worker is closing and answers 502.
 UPSTREAM_KEEPALIVE_TIMEOUT = 60
@@ -56,10 +60,12 @@ class Settings:
     nginx_server_name: str
     nginx_location: str
     worker_memory_mb: int
+    drain_timeout: int
 
-    def api_ports(self, count: int) -> frozenset[int]:
-        """The ports of ``count`` API workers, counted up from the base port."""
-        return frozenset(range(self.base_port, self.base_port + count))
+    def api_ports(self, count: int, band: int = 0) -> frozenset[int]:
+        """The ports of ``count`` API workers in ``band`` (0 or 1)."""
+        first = self.base_port + band * BAND_OFFSET
+        return frozenset(range(first, first + count))
 
     def resolve_command(self, command: tuple[str, ...]) -> tuple[str, ...]:
         """A command whose program is ``python``/``python3`` runs under DOGRAH_PYTHON."""
@@ -107,7 +113,8 @@ def _parse(path: Path, raw: dict[str, str]) -> Settings:
                             _int_in(1, MAX_API_WORKERS), f"an integer 1..{MAX_API_WORKERS}"),
         arq_workers=get("ARQ_WORKERS", "1", _int_in(0, MAX_ARQ_WORKERS),
                         f"an integer 0..{MAX_ARQ_WORKERS}"),
-        base_port=get("UVICORN_BASE_PORT", "8000", _int_in(1024, 65535), "a port 1024..65535"),
+        base_port=get("UVICORN_BASE_PORT", "8000", _int_in(1024, MAX_BASE_PORT),
+                      f"a port 1024..{MAX_BASE_PORT} (two bands of workers must fit below 65536)"),
         host=get("UVICORN_HOST", "127.0.0.1", _ip_address, "an IP address, e.g. 127.0.0.1"),
         enable_ari_manager=get("ENABLE_ARI_MANAGER", "true", _bool, "true or false"),
         enable_campaign_orchestrator=get("ENABLE_CAMPAIGN_ORCHESTRATOR", "true", _bool,
@@ -131,12 +138,8 @@ def _parse(path: Path, raw: dict[str, str]) -> Settings:
                            "a URL path that starts and ends with /"),
         worker_memory_mb=get("DOGRAH_WORKER_MEMORY_MB", "400", _int_in(16, 65536),
                              "an integer 16..65536 (MB)"),
+        drain_timeout=get("DRAIN_TIMEOUT", "300", _int_in(0, 86400), "seconds, 0..86400"),
     )
-    last_port = settings.base_port + settings.fastapi_workers - 1
-    if last_port > 65535:
-        raise ConfigError(f"{path}: UVICORN_BASE_PORT={settings.base_port} with "
-                          f"FASTAPI_WORKERS={settings.fastapi_workers} needs ports up to "
-                          f"{last_port}; allowed: ports up to 65535")
     return settings
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from . import files, paths
 from .errors import DograhError
 
-_MEMBER = re.compile(r"^\s*server\s+\S+:(\d+)\b", re.MULTILINE)
+_MEMBER = re.compile(r"^\s*server\s+\S+:(\d+)(?:\s+weight=(\d+))?", re.MULTILINE)
 
 
 def test() -> None:
@@ -27,10 +27,10 @@ def test() -> None:
         raise DograhError(f"nginx -t failed: {detail.strip()}")
 
 
-def upstream_members() -> set[int]:
-    """The worker ports the live upstream file lists."""
+def upstream_weights() -> dict[int, int]:
+    """The worker ports the live upstream file lists, with their weights."""
     text = files.read(paths.NGINX_UPSTREAM) or ""
-    return {int(port) for port in _MEMBER.findall(text)}
+    return {int(port): int(weight or 1) for port, weight in _MEMBER.findall(text)}
 
 
 def apply(rendered: dict[Path, str]) -> bool:

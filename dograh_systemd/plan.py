@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import MAX_API_WORKERS, MAX_ARQ_WORKERS, Settings
+from .config import BAND_OFFSET, MAX_API_WORKERS, MAX_ARQ_WORKERS, Settings
 from .errors import DograhError
 from .names import SINGLETONS, api_unit, arq_unit
 
@@ -57,13 +57,20 @@ class Plan:
         return self.api_to_stop + self.arq_to_stop + self.singletons_to_stop
 
 
+def current_band(settings: Settings, current: Fleet) -> int:
+    """The band of ports the fleet runs in: 1 once a deploy moved it up by BAND_OFFSET."""
+    upper = settings.base_port + BAND_OFFSET
+    return 1 if current.api_ports and min(current.api_ports) >= upper else 0
+
+
 def desired_fleet(settings: Settings, current: Fleet, api_count: int | None,
-                  arq_count: int | None) -> Fleet:
+                  arq_count: int | None, switch_band: bool = False) -> Fleet:
     """The fleet asked for.
 
     No API count means the config's FASTAPI_WORKERS. No ARQ count keeps the ARQ
     workers that are enabled, or takes ARQ_WORKERS when there are none yet; a
-    bare ``dograhctl scale`` applies the config file's sizes to both.
+    bare ``dograhctl scale`` applies the config file's sizes to both. The API
+    workers stay in the band they run in, or move to the other for a deploy.
     """
     if api_count is None:
         api_count = settings.fastapi_workers
@@ -71,16 +78,15 @@ def desired_fleet(settings: Settings, current: Fleet, api_count: int | None,
             arq_count = settings.arq_workers
     if not 1 <= api_count <= MAX_API_WORKERS:
         raise DograhError(f"API worker count must be 1..{MAX_API_WORKERS}, not {api_count}")
-    last_port = settings.base_port + api_count - 1
-    if last_port > 65535:
-        raise DograhError(f"{api_count} workers from port {settings.base_port} would need "
-                          f"port {last_port}; ports end at 65535")
     if arq_count is None:
         arq_count = len(current.arq_indices) if current.arq_indices else settings.arq_workers
     if not 0 <= arq_count <= MAX_ARQ_WORKERS:
         raise DograhError(f"ARQ worker count must be 0..{MAX_ARQ_WORKERS}, not {arq_count}")
     wanted = (settings.enable_ari_manager, settings.enable_campaign_orchestrator)
     singletons = {unit for unit, on in zip(SINGLETONS, wanted, strict=True) if on}
-    return Fleet(api_ports=settings.api_ports(api_count),
+    band = current_band(settings, current)
+    if switch_band:
+        band = 1 - band
+    return Fleet(api_ports=settings.api_ports(api_count, band),
                  arq_indices=frozenset(range(1, arq_count + 1)),
                  singletons=frozenset(singletons))

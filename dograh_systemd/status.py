@@ -57,7 +57,7 @@ def collect(settings: Settings) -> FleetStatus:
                               sub=state.sub, pid=state.pid, memory=state.memory,
                               status=state.status)
 
-    upstream = sorted(nginx.upstream_members())
+    upstream = sorted(nginx.upstream_weights())
     wanted_singletons = {ARI_MANAGER: settings.enable_ari_manager,
                          CAMPAIGN_ORCHESTRATOR: settings.enable_campaign_orchestrator}
     mismatches = []

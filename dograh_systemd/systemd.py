@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,30 @@ def start_no_block(units: Iterable[str]) -> None:
     """Queue the starts and return at once: systemd runs them in parallel."""
     if units := list(units):
         systemctl("start", "--no-block", *units)
+
+
+def restart(unit: str) -> None:
+    """Stop then start ``unit``, waiting for both (a stop waits for TimeoutStopSec)."""
+    systemctl("restart", unit)
+
+
+REBALANCE_UNIT = "dograh-rebalance"
+
+
+def schedule(delay: int, argv: list[str]) -> None:
+    """Run ``argv`` once, ``delay`` seconds from now, as a transient timer; replaces a pending one."""
+    cancel_scheduled()
+    systemctl_run = ["systemd-run", "--quiet", f"--unit={REBALANCE_UNIT}-{time.time_ns()}",
+                     f"--on-active={delay}", "--timer-property=AccuracySec=1s",
+                     "--timer-property=RemainAfterElapse=no",
+                     "--description=Dograh: re-weigh the nginx upstream from live calls", *argv]
+    result = subprocess.run(systemctl_run, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DograhError(f"scheduling a rebalance failed: {result.stderr.strip()}")
+
+
+def cancel_scheduled() -> None:
+    subprocess.run(["systemctl", "stop", f"{REBALANCE_UNIT}-*.timer"], capture_output=True)
 
 
 def stop(units: Iterable[str]) -> None:

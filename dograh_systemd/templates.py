@@ -7,7 +7,7 @@ errors, so a template and the settings can never silently disagree.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import jinja2
@@ -103,8 +103,9 @@ def render_units(settings: Settings) -> dict[Path, str]:
     return rendered
 
 
-def render_nginx(settings: Settings, api_ports: Iterable[int]) -> dict[Path, str]:
-    """The nginx site and its upstream listing ``api_ports``."""
+def render_nginx(settings: Settings, api_ports: Iterable[int],
+                 weights: Mapping[int, int] | None = None) -> dict[Path, str]:
+    """The nginx site and its upstream listing ``api_ports`` (weight 1 unless given)."""
     ports = sorted(api_ports)
     if not ports:
         raise ValueError("an nginx upstream needs at least one API worker")
@@ -115,5 +116,6 @@ def render_nginx(settings: Settings, api_ports: Iterable[int]) -> dict[Path, str
     return {
         paths.NGINX_SITE: env.get_template(site.name).render(context, header=_header(site, settings)),
         paths.NGINX_UPSTREAM: env.get_template(upstream.name).render(
-            context, header=_header(upstream, settings), api_ports=ports),
+            context, header=_header(upstream, settings), api_ports=ports,
+            weights={port: (weights or {}).get(port, 1) for port in ports}),
     }

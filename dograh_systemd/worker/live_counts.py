@@ -6,8 +6,13 @@ scopes are the worker's live calls; the open HTTP scopes are requests in flight.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+# A worker publishes a changed STATUS= line within this many seconds; dograhctl
+# reads it for draining and weighting, so it must be fresh.
+STATUS_INTERVAL = 0.1
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -42,6 +47,15 @@ class LiveCounts:
             await self.app(scope, receive, send)
 
     def status(self) -> str:
-        """The worker's STATUS= line; dograhctl parses the first two numbers."""
+        """The worker's STATUS= line; ``parse_status`` reads it back."""
         return (f"{self.calls} calls, {self.requests} requests in flight, "
                 f"{self.served} served")
+
+
+_STATUS = re.compile(r"^(?:stopping: )?(\d+) calls, (\d+) requests in flight")
+
+
+def parse_status(text: str) -> tuple[int, int] | None:
+    """(live calls, requests in flight) from a worker's Status line; None if it has none yet."""
+    match = _STATUS.match(text)
+    return (int(match.group(1)), int(match.group(2))) if match else None

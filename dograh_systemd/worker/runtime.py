@@ -21,7 +21,7 @@ import sdnotify
 import uvicorn
 from uvicorn.importer import import_from_string
 
-from .live_counts import LiveCounts
+from .live_counts import STATUS_INTERVAL, LiveCounts
 
 
 @dataclass(frozen=True)
@@ -93,18 +93,23 @@ class NotifyingServer(uvicorn.Server):
         writer.close()
 
     async def _beat(self) -> None:
+        """Publish changed counts promptly; ping the watchdog on its own cadence."""
         interval = watchdog_interval()
-        tick = min(1.0, interval) if interval else 1.0
+        loop = asyncio.get_running_loop()
+        next_ping = loop.time()
         last_status = ""
         while True:
+            parts = []
+            if interval and loop.time() >= next_ping:
+                parts.append("WATCHDOG=1")
+                next_ping = loop.time() + interval
             status = self.counts.status()
-            message = "WATCHDOG=1\n" if interval else ""
             if status != last_status:
-                message += f"STATUS={status}"
+                parts.append(f"STATUS={status}")
                 last_status = status
-            if message:
-                self.notifier.notify(message.strip())
-            await asyncio.sleep(tick)
+            if parts:
+                self.notifier.notify("\n".join(parts))
+            await asyncio.sleep(STATUS_INTERVAL)
 
     async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[override]
         self.notifier.notify(f"STOPPING=1\nSTATUS=stopping: {self.counts.status()}")

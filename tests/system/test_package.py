@@ -85,16 +85,17 @@ def test_install_upgrade_remove_purge(suite: str, deb: Path,
         # Upgrade: same scale, config kept, workers on the new code, nginx valid.
         newer = build_deb("0.1.0+upgrade1")
         ct.install_deb(newer)
-        assert units(ct, "dograh-api@*") == [f"dograh-api@{p}.service" for p in (8000, 8001, 8002)]
+        # The restart moved the workers to the other band of ports, as a deploy does.
+        assert units(ct, "dograh-api@*") == [f"dograh-api@{p}.service" for p in (8100, 8101, 8102)]
         assert "# kept by the admin" in env.read_text()
         assert stat(ct, "/etc/dograh/dograh.env") == "root:dograh 640"
-        new_pids = {main_pid(ct, f"dograh-api@{p}.service") for p in range(8000, 8003)}
+        new_pids = {main_pid(ct, f"dograh-api@{p}.service") for p in range(8100, 8103)}
         assert not new_pids & old_pids
         versions = ct.sh("for i in 1 2 3 4 5 6; do curl -sf http://localhost/api/v1/worker;"
                          " echo; done").stdout
         assert {json.loads(line)["version"] for line in versions.splitlines()} == {
             "0.1.0+upgrade1"}
-        assert set(answering_ports(ct, 6)) == {8000, 8001, 8002}
+        assert set(answering_ports(ct, 6)) == {8100, 8101, 8102}
         nginx_is_valid_and_running(ct)
 
         # Remove: every unit stops, the site leaves nginx, nginx keeps running.

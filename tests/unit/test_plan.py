@@ -74,9 +74,17 @@ def test_counts_out_of_range(settings: config.Settings, api: int, arq: int | Non
         desired_fleet(settings, fleet(range(0)), api, arq)
 
 
-def test_ports_past_65535(tmp_path: Path) -> None:
-    path = tmp_path / "dograh.env"
-    path.write_text("UVICORN_BASE_PORT=65530\nFASTAPI_WORKERS=1\n")
-    settings = config.load(path)
-    with pytest.raises(DograhError, match="would need port 65539"):
-        desired_fleet(settings, fleet(range(0)), 10, None)
+def test_deploy_moves_to_the_other_band_and_back(settings: config.Settings) -> None:
+    lower = fleet(range(8000, 8004), range(1, 2))
+    upper = desired_fleet(settings, lower, 4, None, switch_band=True)
+    assert upper.api_ports == frozenset(range(8100, 8104))
+    plan = Plan(lower, upper)
+    assert plan.api_to_start == [f"dograh-api@{p}.service" for p in range(8100, 8104)]
+    assert plan.api_to_stop == [f"dograh-api@{p}.service" for p in range(8000, 8004)]
+    assert desired_fleet(settings, upper, 4, None, switch_band=True).api_ports == frozenset(
+        range(8000, 8004))
+
+
+def test_scaling_stays_in_the_current_band(settings: config.Settings) -> None:
+    upper = fleet(range(8100, 8102))
+    assert desired_fleet(settings, upper, 3, None).api_ports == frozenset({8100, 8101, 8102})

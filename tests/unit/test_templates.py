@@ -95,3 +95,10 @@ def test_undefined_variable_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "x.j2").write_text("{{ no_such_setting }}")
     with pytest.raises(jinja2.UndefinedError):
         templates._environment(tmp_path).get_template("x.j2").render()
+
+
+def test_weights_appear_only_where_not_one(settings: config.Settings) -> None:
+    upstream = templates.render_nginx(settings, [8000, 8001, 8002],
+                                      {8000: 1, 8001: 1, 8002: 10})[paths.NGINX_UPSTREAM]
+    assert "server 127.0.0.1:8000 max_fails=3" in upstream
+    assert "server 127.0.0.1:8002 weight=10 max_fails=3" in upstream

@@ -1,0 +1,210 @@
+"""Load generator: steady HTTP requests plus WebSocket "calls" through nginx.
+
+Runs on the machine under test (stdlib plus the websockets library, both from
+Debian), against loopback only, and stops by itself after --duration seconds
+plus the length of the calls still running. Each call connects to
+``/api/v1/call``, learns which worker took it from the first message, and
+exchanges a message every --ping seconds until its planned end; a call closed
+before that end is reported, as is every failed or non-2xx request.
+
+Prints one JSON line ``{"event": "warm"}`` once the --initial-calls are up,
+then one JSON summary line at the end:
+requests (ok, failed, errors, per worker port), calls (started, completed,
+closed early, failed to connect, per worker port) and a timeline of live calls
+per worker, sampled every second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import http.client
+import json
+import random
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import websockets
+
+
+@dataclass
+class Tally:
+    ok: int = 0
+    failed: int = 0
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    per_port: collections.Counter[int] = field(default_factory=collections.Counter)
+
+
+@dataclass
+class Calls:
+    started: int = 0
+    completed: int = 0
+    closed_early: int = 0
+    failed: int = 0
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    per_port: collections.Counter[int] = field(default_factory=collections.Counter)
+    live: collections.Counter[int] = field(default_factory=collections.Counter)
+
+
+class Load:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        parts = urlsplit(args.base)
+        self.host, self.port = parts.hostname or "localhost", parts.port or 80
+        self.ws_url = f"ws://{self.host}:{self.port}/api/v1/call"
+        self.requests = Tally()
+        self.calls = Calls()
+        self.timeline: list[dict[str, object]] = []
+        self.pool = ThreadPoolExecutor(max_workers=64)
+        self.start = time.monotonic()
+
+    # -- HTTP ------------------------------------------------------------------
+
+    def _get(self) -> int:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        try:
+            conn.request("GET", "/api/v1/worker")
+            response = conn.getresponse()
+            body = response.read()
+            if not 200 <= response.status < 300:
+                raise RuntimeError(f"HTTP {response.status}")
+            return int(json.loads(body)["port"])
+        finally:
+            conn.close()
+
+    async def _request(self) -> None:
+        try:
+            port = await asyncio.get_running_loop().run_in_executor(self.pool, self._get)
+        except Exception as exc:  # every failure counts, whatever its kind
+            self.requests.failed += 1
+            self.requests.errors[_describe(exc)] += 1
+        else:
+            self.requests.ok += 1
+            self.requests.per_port[port] += 1
+
+    async def http_load(self, until: float) -> None:
+        if self.args.rps <= 0:
+            return
+        tasks = set()
+        interval = 1 / self.args.rps
+        next_at = time.monotonic()
+        while next_at < until:
+            task = asyncio.create_task(self._request())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        await asyncio.gather(*tasks)
+
+    # -- calls -----------------------------------------------------------------
+
+    def _call_length(self) -> float:
+        jitter = self.args.call_seconds * self.args.jitter
+        return max(0.5, self.args.call_seconds + random.uniform(-jitter, jitter))
+
+    async def call(self, up: asyncio.Event | None = None) -> None:
+        self.calls.started += 1
+        length = self._call_length()
+        try:
+            ws = await asyncio.wait_for(websockets.connect(self.ws_url), 10)
+            port = int(json.loads(await asyncio.wait_for(ws.recv(), 10))["port"])
+        except Exception as exc:
+            self.calls.failed += 1
+            self.calls.errors[_describe(exc)] += 1
+            if up:
+                up.set()
+            return
+        self.calls.per_port[port] += 1
+        self.calls.live[port] += 1
+        if up:
+            up.set()
+        ends = time.monotonic() + length
+        try:
+            while time.monotonic() < ends:
+                await asyncio.sleep(min(self.args.ping, max(0.0, ends - time.monotonic())))
+                await ws.send("hello")
+                if await asyncio.wait_for(ws.recv(), 10) != "hello":
+                    raise RuntimeError("wrong echo")
+            await ws.close()
+            self.calls.completed += 1
+        except Exception as exc:
+            self.calls.closed_early += 1
+            self.calls.errors[_describe(exc)] += 1
+        finally:
+            self.calls.live[port] -= 1
+
+    async def call_arrivals(self, until: float, running: set[asyncio.Task[None]]) -> None:
+        if self.args.call_rate <= 0:
+            return
+        while True:
+            await asyncio.sleep(random.expovariate(self.args.call_rate))
+            if time.monotonic() >= until:
+                return
+            task = asyncio.create_task(self.call())
+            running.add(task)
+            task.add_done_callback(running.discard)
+
+    async def sample(self) -> None:
+        while True:
+            self.timeline.append({"t": round(time.monotonic() - self.start, 1),
+                                  "live": {p: n for p, n in sorted(self.calls.live.items())}})
+            await asyncio.sleep(1)
+
+    # -- the run ---------------------------------------------------------------
+
+    async def run(self) -> dict[str, object]:
+        sampler = asyncio.create_task(self.sample())
+        running: set[asyncio.Task[None]] = set()
+        for _ in range(self.args.initial_calls):  # one after another, as callers arrive
+            up = asyncio.Event()
+            task = asyncio.create_task(self.call(up))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            await up.wait()
+        print(json.dumps({"event": "warm", "calls": dict(self.calls.per_port)}), flush=True)
+        until = time.monotonic() + self.args.duration
+        await asyncio.gather(self.http_load(until), self.call_arrivals(until, running))
+        while running:
+            await asyncio.gather(*list(running))
+        sampler.cancel()
+        return {
+            "seconds": round(time.monotonic() - self.start, 1),
+            "requests": _as_dict(self.requests),
+            "calls": _as_dict(self.calls, skip=("live",)),
+            "timeline": self.timeline,
+        }
+
+
+def _describe(exc: BaseException) -> str:
+    code = getattr(exc, "code", None)
+    return f"{type(exc).__name__}({code})" if code else f"{type(exc).__name__}: {exc}"[:120]
+
+
+def _as_dict(record: object, skip: tuple[str, ...] = ()) -> dict[str, object]:
+    return {k: dict(v) if isinstance(v, collections.Counter) else v
+            for k, v in vars(record).items() if k not in skip}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", default="http://localhost",
+                        help="nginx, on this machine [%(default)s]")
+    parser.add_argument("--duration", type=float, default=30, help="seconds of load")
+    parser.add_argument("--rps", type=float, default=20, help="HTTP requests per second")
+    parser.add_argument("--call-rate", type=float, default=1, help="new calls per second")
+    parser.add_argument("--call-seconds", type=float, default=10, help="length of a call")
+    parser.add_argument("--jitter", type=float, default=0.3, help="± fraction of a call's length")
+    parser.add_argument("--initial-calls", type=int, default=0, help="calls opened first")
+    parser.add_argument("--ping", type=float, default=1, help="seconds between messages")
+    args = parser.parse_args()
+    if urlsplit(args.base).hostname not in ("localhost", "127.0.0.1", "::1"):
+        sys.exit("loadgen: only loopback targets are allowed")
+    print(json.dumps(asyncio.run(Load(args).run())), flush=True)
+
+
+if __name__ == "__main__":
+    main()
