@@ -1,5 +1,5 @@
 # The two commands the README opens with; both install what they need first.
-.PHONY: setup test demo deb
+.PHONY: setup test demo deb bench
 
 setup:
 	bash .ci/setup
@@ -16,3 +16,9 @@ demo: setup
 # dist/dograh-systemd_<version>_all.deb, with its build dependencies installed first.
 deb:
 	bash .ci/build-deb
+
+# Benchmarks against uvicorn --workers and gunicorn, side by side in one run:
+# bench/results/report.md and PNG plots.
+bench: setup
+	.venv/bin/pip install -q --disable-pip-version-check -e '.[bench]'
+	.venv/bin/python -m bench.run

@@ -9,8 +9,8 @@ before that end is reported, as is every failed or non-2xx request.
 
 Prints one JSON line ``{"event": "warm"}`` once the --initial-calls are up,
 then one JSON summary line at the end:
-requests (ok, failed, errors, per worker port), calls (started, completed,
-closed early, failed to connect, per worker port) and a timeline of live calls
+requests (ok, failed, errors, per worker), calls (started, completed,
+closed early, failed to connect, per worker) and a timeline of live calls
 per worker, sampled every second.
 """
 
@@ -36,7 +36,7 @@ class Tally:
     ok: int = 0
     failed: int = 0
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
-    per_port: collections.Counter[int] = field(default_factory=collections.Counter)
+    per_worker: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 @dataclass
@@ -46,8 +46,8 @@ class Calls:
     closed_early: int = 0
     failed: int = 0
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
-    per_port: collections.Counter[int] = field(default_factory=collections.Counter)
-    live: collections.Counter[int] = field(default_factory=collections.Counter)
+    per_worker: collections.Counter[str] = field(default_factory=collections.Counter)
+    live: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class Load:
@@ -64,7 +64,7 @@ class Load:
 
     # -- HTTP ------------------------------------------------------------------
 
-    def _get(self) -> int:
+    def _get(self) -> str:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
         try:
             conn.request("GET", "/api/v1/worker")
@@ -72,19 +72,19 @@ class Load:
             body = response.read()
             if not 200 <= response.status < 300:
                 raise RuntimeError(f"HTTP {response.status}")
-            return int(json.loads(body)["port"])
+            return worker_of(json.loads(body))
         finally:
             conn.close()
 
     async def _request(self) -> None:
         try:
-            port = await asyncio.get_running_loop().run_in_executor(self.pool, self._get)
+            worker = await asyncio.get_running_loop().run_in_executor(self.pool, self._get)
         except Exception as exc:  # every failure counts, whatever its kind
             self.requests.failed += 1
             self.requests.errors[_describe(exc)] += 1
         else:
             self.requests.ok += 1
-            self.requests.per_port[port] += 1
+            self.requests.per_worker[worker] += 1
 
     async def http_load(self, until: float) -> None:
         if self.args.rps <= 0:
@@ -111,15 +111,15 @@ class Load:
         length = self._call_length()
         try:
             ws = await asyncio.wait_for(websockets.connect(self.ws_url), 10)
-            port = int(json.loads(await asyncio.wait_for(ws.recv(), 10))["port"])
+            worker = worker_of(json.loads(await asyncio.wait_for(ws.recv(), 10)))
         except Exception as exc:
             self.calls.failed += 1
             self.calls.errors[_describe(exc)] += 1
             if up:
                 up.set()
             return
-        self.calls.per_port[port] += 1
-        self.calls.live[port] += 1
+        self.calls.per_worker[worker] += 1
+        self.calls.live[worker] += 1
         if up:
             up.set()
         ends = time.monotonic() + length
@@ -135,7 +135,7 @@ class Load:
             self.calls.closed_early += 1
             self.calls.errors[_describe(exc)] += 1
         finally:
-            self.calls.live[port] -= 1
+            self.calls.live[worker] -= 1
 
     async def call_arrivals(self, until: float, running: set[asyncio.Task[None]]) -> None:
         if self.args.call_rate <= 0:
@@ -151,7 +151,7 @@ class Load:
     async def sample(self) -> None:
         while True:
             self.timeline.append({"t": round(time.monotonic() - self.start, 1),
-                                  "live": {p: n for p, n in sorted(self.calls.live.items())}})
+                                  "live": dict(sorted(self.calls.live.items()))})
             await asyncio.sleep(1)
 
     # -- the run ---------------------------------------------------------------
@@ -165,7 +165,7 @@ class Load:
             running.add(task)
             task.add_done_callback(running.discard)
             await up.wait()
-        print(json.dumps({"event": "warm", "calls": dict(self.calls.per_port)}), flush=True)
+        print(json.dumps({"event": "warm", "calls": dict(self.calls.per_worker)}), flush=True)
         until = time.monotonic() + self.args.duration
         await asyncio.gather(self.http_load(until), self.call_arrivals(until, running))
         while running:
@@ -177,6 +177,11 @@ class Load:
             "calls": _as_dict(self.calls, skip=("live",)),
             "timeline": self.timeline,
         }
+
+
+def worker_of(hello: dict[str, int]) -> str:
+    """A worker's name: its port, or its pid where workers share a port."""
+    return str(hello["port"]) if hello.get("port") else f"pid{hello['pid']}"
 
 
 def _describe(exc: BaseException) -> str:

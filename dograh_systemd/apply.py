@@ -36,13 +36,21 @@ class Outcome:
 
 
 def install_units(settings: Settings) -> bool:
-    """Write the unit files that changed and tell systemd; True if any did."""
-    changes = files.changed(templates.render_units(settings))
+    """Write the unit files that changed, remove generated ones no longer called
+    for, and tell systemd; True if anything changed."""
+    rendered = templates.render_units(settings)
+    changes = files.changed(rendered)
     for path, text in changes.items():
         files.write_generated(path, text)
-    if changes:
+    dropped = [path for path in (paths.UNIT_DIR / t.stem for t in templates.unit_templates())
+               if path not in rendered and files.is_generated(path)]
+    if dropped:
+        systemd.disable(path.name for path in dropped)
+    for path in dropped:
+        path.unlink()
+    if changes or dropped:
         systemd.daemon_reload()
-    return bool(changes)
+    return bool(changes or dropped)
 
 
 def scale(settings: Settings, api_count: int | None, arq_count: int | None, force: bool,
@@ -64,6 +72,16 @@ def restart(settings: Settings, force: bool, drain_timeout: float | None,
     current = systemd.current_fleet()
     if not current.api_ports:
         raise DograhError("no API workers to restart; start some with: dograhctl scale")
+    install_units(settings)
+    if settings.migrate_command:
+        # The new code's migrations first; if they fail, nothing has changed.
+        report("running migrations")
+        try:
+            systemd.start(templates.MIGRATE_UNIT)
+        except DograhError as exc:
+            why = systemd.journal_tail(templates.MIGRATE_UNIT)
+            raise DograhError(f"migrations failed, the running fleet is unchanged; "
+                              f"journal: {why}") from exc
     plan = Plan(current, desired_fleet(settings, current, len(current.api_ports),
                                        len(current.arq_indices), switch_band=True))
     calls_cut = _transition(settings, plan, force, drain_timeout, report)

@@ -33,6 +33,34 @@ WORKER_KEEPALIVE_TIMEOUT = UPSTREAM_KEEPALIVE_TIMEOUT + 15
 EXAMPLE_APP = "dograh_systemd.example.app:app"
 EXAMPLE_SERVICE = "python3 -m dograh_systemd.example.service"
 
+# Defaults when nothing is configured: the embedded example.
+EXAMPLE_DEFAULTS = {
+    "DOGRAH_APP": EXAMPLE_APP,
+    "DOGRAH_APP_DIR": "/var/lib/dograh",
+    "DOGRAH_PYTHON": "/usr/bin/python3",
+    "DOGRAH_ARI_MANAGER_COMMAND": f"{EXAMPLE_SERVICE} ari-manager",
+    "DOGRAH_CAMPAIGN_ORCHESTRATOR_COMMAND": f"{EXAMPLE_SERVICE} campaign-orchestrator",
+    "DOGRAH_ARQ_COMMAND": f"{EXAMPLE_SERVICE} arq-worker",
+    "DOGRAH_MIGRATE_COMMAND": "",
+    "DOGRAH_ENV_FILES": "",
+}
+
+
+def dograh_defaults(checkout: str) -> dict[str, str]:
+    """Defaults for a Dograh checkout: its venv, its api/.env, its own start commands."""
+    return {
+        "DOGRAH_APP": "api.app:app",
+        "DOGRAH_APP_DIR": checkout,
+        "DOGRAH_PYTHON": f"{checkout}/venv/bin/python",
+        "DOGRAH_ARI_MANAGER_COMMAND": "python -m api.services.telephony.ari_manager",
+        "DOGRAH_CAMPAIGN_ORCHESTRATOR_COMMAND":
+            "python -m api.services.campaign.campaign_orchestrator",
+        "DOGRAH_ARQ_COMMAND": "python -m arq api.tasks.arq.WorkerSettings "
+                              "--custom-log-dict api.tasks.arq.LOG_CONFIG",
+        "DOGRAH_MIGRATE_COMMAND": "python -m alembic -c api/alembic.ini upgrade head",
+        "DOGRAH_ENV_FILES": f"{checkout}/api/.env",
+    }
+
 T = TypeVar("T")
 
 
@@ -61,6 +89,8 @@ class Settings:
     nginx_location: str
     worker_memory_mb: int
     drain_timeout: int
+    checkout: Path | None
+    migrate_command: tuple[str, ...]
 
     def api_ports(self, count: int, band: int = 0) -> frozenset[int]:
         """The ports of ``count`` API workers in ``band`` (0 or 1)."""
@@ -99,6 +129,16 @@ def load(path: Path) -> Settings:
 
 
 def _parse(path: Path, raw: dict[str, str]) -> Settings:
+    checkout = raw.get("DOGRAH_CHECKOUT", "").strip()
+    defaults = EXAMPLE_DEFAULTS
+    if checkout:
+        try:
+            _absolute_path(checkout)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: DOGRAH_CHECKOUT={checkout!r} is invalid; allowed: "
+                              "the absolute path of a Dograh checkout") from exc
+        defaults = dograh_defaults(checkout.rstrip("/"))
+
     def get(key: str, default: str, parse: Callable[[str], T], allowed: str) -> T:
         value = raw.get(key, default).strip()
         try:
@@ -119,18 +159,23 @@ def _parse(path: Path, raw: dict[str, str]) -> Settings:
         enable_ari_manager=get("ENABLE_ARI_MANAGER", "true", _bool, "true or false"),
         enable_campaign_orchestrator=get("ENABLE_CAMPAIGN_ORCHESTRATOR", "true", _bool,
                                          "true or false"),
-        app=get("DOGRAH_APP", EXAMPLE_APP, _app_ref, "module:attribute, e.g. api.app:app"),
-        app_dir=get("DOGRAH_APP_DIR", "/var/lib/dograh", _absolute_path, "an absolute path"),
-        python=get("DOGRAH_PYTHON", "/usr/bin/python3", _absolute_path,
+        app=get("DOGRAH_APP", defaults["DOGRAH_APP"], _app_ref,
+                "module:attribute, e.g. api.app:app"),
+        app_dir=get("DOGRAH_APP_DIR", defaults["DOGRAH_APP_DIR"], _absolute_path,
+                    "an absolute path"),
+        python=get("DOGRAH_PYTHON", defaults["DOGRAH_PYTHON"], _absolute_path,
                    "the absolute path of a Python interpreter"),
-        ari_manager_command=get("DOGRAH_ARI_MANAGER_COMMAND", f"{EXAMPLE_SERVICE} ari-manager",
-                                _command, "a command line"),
+        ari_manager_command=get("DOGRAH_ARI_MANAGER_COMMAND",
+                                defaults["DOGRAH_ARI_MANAGER_COMMAND"], _command, "a command line"),
         campaign_orchestrator_command=get(
-            "DOGRAH_CAMPAIGN_ORCHESTRATOR_COMMAND", f"{EXAMPLE_SERVICE} campaign-orchestrator",
-            _command, "a command line"),
-        arq_command=get("DOGRAH_ARQ_COMMAND", f"{EXAMPLE_SERVICE} arq-worker", _command,
+            "DOGRAH_CAMPAIGN_ORCHESTRATOR_COMMAND",
+            defaults["DOGRAH_CAMPAIGN_ORCHESTRATOR_COMMAND"], _command, "a command line"),
+        arq_command=get("DOGRAH_ARQ_COMMAND", defaults["DOGRAH_ARQ_COMMAND"], _command,
                         "a command line"),
-        env_files=get("DOGRAH_ENV_FILES", "", _path_list, "absolute paths separated by spaces"),
+        migrate_command=get("DOGRAH_MIGRATE_COMMAND", defaults["DOGRAH_MIGRATE_COMMAND"],
+                            _optional_command, "a command line, or empty for none"),
+        env_files=get("DOGRAH_ENV_FILES", defaults["DOGRAH_ENV_FILES"], _path_list,
+                      "absolute paths separated by spaces"),
         nginx_listen=get("DOGRAH_NGINX_LISTEN", "80", _listen, "a port, or address:port"),
         nginx_server_name=get("DOGRAH_NGINX_SERVER_NAME", "localhost", _server_names,
                               "host names separated by spaces"),
@@ -139,6 +184,7 @@ def _parse(path: Path, raw: dict[str, str]) -> Settings:
         worker_memory_mb=get("DOGRAH_WORKER_MEMORY_MB", "400", _int_in(16, 65536),
                              "an integer 16..65536 (MB)"),
         drain_timeout=get("DRAIN_TIMEOUT", "300", _int_in(0, 86400), "seconds, 0..86400"),
+        checkout=Path(checkout.rstrip("/")) if checkout else None,
     )
     return settings
 
@@ -196,6 +242,10 @@ def _command(value: str) -> tuple[str, ...]:
     if not (words[0].startswith("/") or words[0] in ("python", "python3")):
         raise ValueError("the program must be an absolute path, python or python3")
     return words
+
+
+def _optional_command(value: str) -> tuple[str, ...]:
+    return _command(value) if value.strip() else ()
 
 
 def _listen(value: str) -> str:

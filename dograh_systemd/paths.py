@@ -12,6 +12,10 @@ TEMPLATE_ROOT = _CHECKOUT if (_CHECKOUT / "units").is_dir() else _INSTALLED
 UNIT_TEMPLATES = TEMPLATE_ROOT / "units"
 NGINX_TEMPLATES = TEMPLATE_ROOT / "nginx"
 
+# The worker runtime and sdnotify, linked here by the package so any Python
+# (an app's own venv too) can import them through PYTHONPATH.
+RUNTIME_PATH = Path("/usr/lib/dograh-systemd/python")
+
 UNIT_DIR = Path("/etc/systemd/system")
 TARGET = "dograh.target"
 TARGET_WANTS = UNIT_DIR / f"{TARGET}.wants"

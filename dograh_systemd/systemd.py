@@ -46,6 +46,11 @@ def start_no_block(units: Iterable[str]) -> None:
         systemctl("start", "--no-block", *units)
 
 
+def start(unit: str) -> None:
+    """Start ``unit`` and wait for the job; a oneshot runs to its end."""
+    systemctl("start", unit)
+
+
 def restart(unit: str) -> None:
     """Stop then start ``unit``, waiting for both (a stop waits for TimeoutStopSec)."""
     systemctl("restart", unit)

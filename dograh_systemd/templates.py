@@ -63,6 +63,15 @@ def nginx_listens(listen: str) -> list[str]:
     return [listen, f"[::]:{listen}"] if listen.isdigit() else [listen]
 
 
+def _launched(settings: Settings, command: tuple[str, ...]) -> tuple[str, ...]:
+    """A ``python -m MODULE`` command runs under DOGRAH_PYTHON, through the launcher
+    that keeps colour codes out of the journal."""
+    resolved = settings.resolve_command(command)
+    if resolved is not command and command[1:2] == ("-m",):
+        return (resolved[0], "-m", "dograh_systemd.worker.plain_output", *resolved[1:])
+    return resolved
+
+
 def _context(settings: Settings) -> dict[str, object]:
     return {
         "config_path": settings.config_path,
@@ -75,10 +84,13 @@ def _context(settings: Settings) -> dict[str, object]:
         "host": settings.host,
         "worker_keepalive": WORKER_KEEPALIVE_TIMEOUT,
         "upstream_keepalive": UPSTREAM_KEEPALIVE_TIMEOUT,
-        "arq_command": settings.resolve_command(settings.arq_command),
-        "ari_manager_command": settings.resolve_command(settings.ari_manager_command),
-        "campaign_orchestrator_command":
-            settings.resolve_command(settings.campaign_orchestrator_command),
+        "arq_command": _launched(settings, settings.arq_command),
+        "ari_manager_command": _launched(settings, settings.ari_manager_command),
+        "campaign_orchestrator_command": _launched(settings,
+                                                   settings.campaign_orchestrator_command),
+        "migrate_command": settings.resolve_command(settings.migrate_command)
+        if settings.migrate_command else (),
+        "runtime_path": paths.RUNTIME_PATH,
         "nginx_listens": nginx_listens(settings.nginx_listen),
         "nginx_server_name": settings.nginx_server_name,
         "nginx_location": settings.nginx_location,
@@ -87,17 +99,22 @@ def _context(settings: Settings) -> dict[str, object]:
     }
 
 
+MIGRATE_UNIT = "dograh-migrate.service"
+
+
 def unit_templates() -> list[Path]:
     """The unit templates; partials (``_*.j2``) are only included by them."""
     return [t for t in sorted(paths.UNIT_TEMPLATES.glob("*.j2")) if not t.name.startswith("_")]
 
 
 def render_units(settings: Settings) -> dict[Path, str]:
-    """Every unit file, keyed by its installed path."""
+    """Every unit file the settings call for, keyed by its installed path."""
     env = _environment(paths.UNIT_TEMPLATES)
     context = _context(settings)
     rendered = {}
     for template in unit_templates():
+        if template.stem == MIGRATE_UNIT and not settings.migrate_command:
+            continue
         text = env.get_template(template.name).render(context, header=_header(template, settings))
         rendered[paths.UNIT_DIR / template.stem] = text
     return rendered

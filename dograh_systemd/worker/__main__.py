@@ -8,9 +8,13 @@ from pathlib import Path
 
 import click
 
+from .plain_output import install as plain_output
+
 # Before anything imports the app: on the watchdog's SIGABRT, write every
-# thread's Python stack to stderr, which is the journal.
+# thread's Python stack to stderr, which is the journal; and keep the app's
+# colour codes out of it.
 faulthandler.enable(all_threads=True)
+plain_output()
 
 from .runtime import WorkerOptions, serve  # noqa: E402
 

@@ -30,6 +30,9 @@ PACKAGES = [
 MIRROR = "http://deb.debian.org/debian"
 RECIPE = "3"  # bump when rootfs() changes what it writes, to rebuild the cache
 CONTROL = Path(__file__).resolve().parents[2] / "debian/control"
+# Cached too, installed only where needed: by the benchmarks (a venv for the
+# peers, wrk) and by the Dograh-layout test (a venv for the app, PostgreSQL).
+EXTRA_PACKAGES = ["python3-venv", "wrk", "postgresql"]
 
 
 def package_relations() -> list[str]:
@@ -47,7 +50,7 @@ CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def rootfs(suite: str = "bookworm") -> Path:
     """Return the cached root filesystem for ``suite``, building it if needed."""
-    relations = package_relations()
+    relations = package_relations() + EXTRA_PACKAGES
     key = hashlib.sha256(" ".join([RECIPE, suite, MIRROR, *PACKAGES, *relations])
                          .encode()).hexdigest()[:12]
     target = CACHE_DIR / f"{suite}-{key}"
@@ -71,8 +74,8 @@ def rootfs(suite: str = "bookworm") -> Path:
     (partial / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 dograh-test\n"
                                       "::1 localhost ip6-localhost ip6-loopback\n")
     # The containers have no network: keep Debian's package lists and the
-    # .debs of the package's relations, so apt can resolve and install them
-    # offline. Timers that would reach for the network are masked.
+    # .debs of the package's relations and the extra packages, so apt can
+    # resolve and install them offline. Timers that would reach for the network are masked.
     (partial / "etc/apt/sources.list").write_text(f"deb {MIRROR} {suite} main\n")
     subprocess.run(["chroot", str(partial), "apt-get", "update", "-qq"], check=True,
                    env={"PATH": CLEAN_PATH})
@@ -165,9 +168,9 @@ class Container:
         return result
 
     def popen(self, *argv: str) -> subprocess.Popen[str]:
-        """Start ``argv`` inside the container with pipes to its stdin and stdout."""
+        """Start ``argv`` inside the container with pipes to its stdin, stdout and stderr."""
         return subprocess.Popen(self._enter(argv), stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def sh(self, script: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return self.run("sh", "-c", script, check=check, timeout=timeout)

@@ -234,3 +234,17 @@ def test_units_are_hardened(container: Container, unit: str) -> None:
     score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out).group(1))
     assert score <= 1.5, out
     assert units(container, unit) == [unit]  # and it still runs
+
+
+def test_concurrent_runs_are_serialized(container: Container) -> None:
+    dograhctl(container, "scale", "2", "--no-drain")
+    first = container.popen("dograhctl", "scale", "6")
+    time.sleep(0.3)  # the first holds the lock while its workers start
+    second = container.popen("dograhctl", "scale", "3", "--no-drain")
+    assert first.wait(120) == 0
+    assert second.wait(120) == 0
+    assert second.stderr is not None
+    assert "waiting for another dograhctl (pid" in second.stderr.read()
+    # The second ran after the first had finished, so its size won.
+    assert units(container, "dograh-api@*") == api(range(8000, 8003))
+    assert upstream_ports(container) == {8000, 8001, 8002}

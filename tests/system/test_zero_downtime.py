@@ -90,7 +90,7 @@ def test_scale_2_to_6_to_2_under_load(container: Container) -> None:
     result = load.result()
     assert_nothing_lost(result)
     # The new workers took calls and requests once they were ready.
-    assert set(map(int, result["calls"]["per_port"])) == set(range(8000, 8006))
+    assert set(map(int, result["calls"]["per_worker"])) == set(range(8000, 8006))
     assert api_ports(container) == [8000, 8001]
 
 

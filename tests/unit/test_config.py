@@ -95,3 +95,16 @@ def test_settings_are_immutable(tmp_path: Path) -> None:
     settings = load(tmp_path, "")
     with pytest.raises(AttributeError):
         settings.fastapi_workers = 3  # type: ignore[misc]
+
+
+def test_a_dograh_checkout_changes_the_defaults_not_explicit_keys(tmp_path: Path) -> None:
+    settings = load(tmp_path, "DOGRAH_CHECKOUT=/srv/dograh/\nDOGRAH_PYTHON=/opt/py313/bin/python\n")
+    assert settings.checkout == Path("/srv/dograh")
+    assert settings.app == "api.app:app"
+    assert settings.app_dir == Path("/srv/dograh")
+    assert settings.python == Path("/opt/py313/bin/python")  # explicit wins
+    assert settings.env_files == (Path("/srv/dograh/api/.env"),)
+    assert settings.migrate_command == ("python", "-m", "alembic", "-c", "api/alembic.ini",
+                                        "upgrade", "head")
+    with pytest.raises(ConfigError, match="DOGRAH_CHECKOUT='srv/dograh' is invalid"):
+        load(tmp_path, "DOGRAH_CHECKOUT=srv/dograh\n")

@@ -48,7 +48,9 @@ def test_api_unit_runs_the_worker_runtime(settings: config.Settings) -> None:
 def test_commands_are_quoted_for_systemd(settings: config.Settings) -> None:
     units = templates.render_units(settings)
     arq = units[paths.UNIT_DIR / "dograh-arq@.service"]
-    assert "ExecStart=/srv/dograh/venv/bin/python -m arq api.tasks.arq.WorkerSettings\n" in arq
+    # python -m runs under DOGRAH_PYTHON, through the launcher that strips colours.
+    assert ("ExecStart=/srv/dograh/venv/bin/python -m dograh_systemd.worker.plain_output "
+            "-m arq api.tasks.arq.WorkerSettings\n") in arq
     ari = units[paths.UNIT_DIR / "dograh-ari-manager.service"]
     # % and $ are systemd specifiers and variables: escaped; spaces and quotes: quoted.
     assert 'ExecStart=/usr/bin/env "A B=50%%" python -c print($$x)\n' in ari
@@ -102,3 +104,33 @@ def test_weights_appear_only_where_not_one(settings: config.Settings) -> None:
                                       {8000: 1, 8001: 1, 8002: 10})[paths.NGINX_UPSTREAM]
     assert "server 127.0.0.1:8000 max_fails=3" in upstream
     assert "server 127.0.0.1:8002 weight=10 max_fails=3" in upstream
+
+
+def test_a_dograh_checkout_gets_dograhs_commands_and_migrations(tmp_path: Path) -> None:
+    path = tmp_path / "dograh.env"
+    path.write_text("DOGRAH_CHECKOUT=/srv/dograh\n")
+    units = templates.render_units(config.load(path))
+    launcher = "/srv/dograh/venv/bin/python -m dograh_systemd.worker.plain_output"
+    migrate = units[paths.UNIT_DIR / "dograh-migrate.service"]
+    assert ("ExecStart=/srv/dograh/venv/bin/python -m alembic -c api/alembic.ini upgrade head"
+            in migrate)
+    assert "Type=oneshot" in migrate and "\nRemainAfterExit=" not in migrate
+    api = units[paths.UNIT_DIR / "dograh-api@.service"]
+    assert "--app api.app:app --app-dir /srv/dograh" in api
+    assert "EnvironmentFile=/srv/dograh/api/.env" in api
+    assert f"PYTHONPATH={paths.RUNTIME_PATH}" in api
+    for name, module in [("dograh-ari-manager.service", "api.services.telephony.ari_manager"),
+                         ("dograh-campaign-orchestrator.service",
+                          "api.services.campaign.campaign_orchestrator"),
+                         ("dograh-arq@.service", "arq api.tasks.arq.WorkerSettings "
+                          "--custom-log-dict api.tasks.arq.LOG_CONFIG")]:
+        unit = units[paths.UNIT_DIR / name]
+        assert f"ExecStart={launcher} -m {module}\n" in unit
+        assert "Requires=dograh-migrate.service\nAfter=dograh-migrate.service" in unit
+    assert "Requires=dograh-migrate.service" in api
+
+
+def test_no_migration_unit_without_a_command(settings: config.Settings) -> None:
+    units = templates.render_units(settings)
+    assert paths.UNIT_DIR / "dograh-migrate.service" not in units
+    assert all("dograh-migrate" not in text for text in units.values())

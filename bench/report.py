@@ -1,0 +1,135 @@
+"""Turn bench results into report.md and PNG plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+SERVERS = ("dograh-systemd", "uvicorn --workers", "gunicorn")
+
+
+def write(results: dict[str, Any], out: Path) -> None:
+    plot_balance(results["balance"], out)
+    plot_bars(out / "throughput.png", "HTTP throughput, small JSON endpoint",
+              [r["server"] for r in results["throughput"]],
+              {"requests/s": [r["rps"] for r in results["throughput"]]})
+    plot_bars(out / "deploy.png", "Lost during one deploy under load",
+              [r["way"] for r in results["deploy"]],
+              {"calls dropped": [r["calls_dropped"] for r in results["deploy"]],
+               "requests failed": [r["requests_failed"] for r in results["deploy"]]})
+    (out / "report.md").write_text(markdown(results))
+
+
+def plot_balance(runs: list[dict[str, Any]], out: Path) -> None:
+    for workers in sorted({r["workers"] for r in runs}):
+        chosen = [r for r in runs if r["workers"] == workers]
+        fig, axes = plt.subplots(1, len(chosen), figsize=(5 * len(chosen), 3.6), sharey=True)
+        for ax, run in zip(axes, chosen, strict=True):
+            names = sorted({w for s in run["timeline"] for w in s["live"]})
+            times = [s["t"] for s in run["timeline"]]
+            for name in names:
+                ax.plot(times, [s["live"].get(name, 0) for s in run["timeline"]], label=name)
+            ax.set_title(f"{run['server']}\nmax/mean {run['max_over_mean_avg']:.2f} "
+                         f"(worst {run['max_over_mean_worst']:.2f})", fontsize=10)
+            ax.set_xlabel("seconds")
+        axes[0].set_ylabel("live calls per worker")
+        fig.suptitle(f"Call balance, {workers} workers", fontsize=11)
+        fig.tight_layout()
+        fig.savefig(out / f"balance_{workers}_workers.png", dpi=110)
+        plt.close(fig)
+
+
+def plot_bars(path: Path, title: str, labels: list[str], series: dict[str, list[float]]) -> None:
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    width = 0.8 / len(series)
+    for i, (name, values) in enumerate(series.items()):
+        xs = [x + i * width for x in range(len(labels))]
+        bars = ax.bar(xs, values, width, label=name)
+        ax.bar_label(bars, fmt="%.0f", fontsize=9)
+    ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(labels))], labels)
+    ax.set_title(title, fontsize=11)
+    if len(series) > 1:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m, v = r["machine"], r["versions"]
+    base = next(t for t in r["throughput"] if t["server"] == "uvicorn --workers")
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Run {r['date']} on {m['cpus']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, kernel "
+        f"{m['kernel']}, in {m['container']}. One run, side by side; the machine is shared, "
+        "so read ratios, not absolute figures.",
+        "",
+        "Every server runs the same example app on the same versions: "
+        + ", ".join(f"{k} {v[k]}" for k in sorted(v)) + ".",
+        "",
+        "## Call balance",
+        "",
+        "WebSocket calls arriving at 3/s, lasting 15 s ± 50 %, for 30 s; live calls per "
+        "worker sampled every second. max/mean is the busiest worker's calls over the "
+        "average (1.00 is perfect).",
+        "",
+        "| workers | server | max/mean, time-averaged | max/mean, worst | calls dropped |",
+        "|---|---|---|---|---|",
+    ]
+    for run in r["balance"]:
+        lines.append(f"| {run['workers']} | {run['server']} | {run['max_over_mean_avg']:.2f} | "
+                     f"{run['max_over_mean_worst']:.2f} | {run['closed_early']} |")
+    lines += [
+        "",
+        "![balance](balance_4_workers.png)",
+        "",
+        f"## HTTP throughput ({base['workers']} workers = CPUs)",
+        "",
+        "wrk, 2 threads, 32 connections, 10 s, `GET /api/v1/worker`; our fleet through "
+        "nginx, the peers direct. wrk runs on the same CPUs as the servers.",
+        "",
+        "| server | requests/s | ratio to uvicorn --workers | p50 ms | p99 ms | non-2xx |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in r["throughput"]:
+        lines.append(f"| {run['server']} | {run['rps']:.0f} | {run['rps'] / base['rps']:.2f} | "
+                     f"{run['p50_ms']:.2f} | {run['p99_ms']:.2f} | {run['non_2xx']} |")
+    s = r["scale_speed"]
+    lines += [
+        "",
+        "![throughput](throughput.png)",
+        "",
+        "## Scale speed",
+        "",
+        f"One worker's cold start to READY: {s['cold_start_s']:.2f} s. `dograhctl scale 2→6` "
+        f"until all six are in nginx: {s['scale_2_to_6_s']:.2f} s. Ratio: **{s['ratio']:.2f}** "
+        "(medians of 3).",
+        "",
+        "## Deploy cost",
+        "",
+        "Under load (30 requests/s, calls at 2/s lasting 8 s): what one code deploy loses.",
+        "",
+        "| way | deploy took (s) | calls | calls dropped | requests | requests failed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in r["deploy"]:
+        lines.append(f"| {run['way']} | {run['deploy_s']:.1f} | {run['calls']} | "
+                     f"{run['calls_dropped']} | {run['requests']} | {run['requests_failed']} |")
+    mem = r["memory"]
+    lines += [
+        "",
+        "![deploy](deploy.png)",
+        "",
+        "## Memory",
+        "",
+        f"RSS per worker after the same warm-up: ours {mem['ours_mib']:.1f} MiB, plain uvicorn "
+        f"{mem['plain_uvicorn_mib']:.1f} MiB: overhead **{mem['overhead_mib']:.1f} MiB**.",
+        "",
+    ]
+    return "\n".join(lines)
