@@ -31,7 +31,9 @@ from . import report
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench/results"
 VENV = "/opt/bench"
-PEER_PACKAGES = ["uvicorn", "gunicorn", "uvicorn-worker", "fastapi", "websockets", "sdnotify"]
+PEER_PACKAGES = ["uvicorn", "gunicorn", "uvicorn-worker", "fastapi", "websockets"]
+# Where the package exposes its code to any venv; the peers import the same app.
+APP_PATH = "--setenv=PYTHONPATH=/usr/lib/dograh-systemd/python"
 APP = "dograh_systemd.example.app:app"
 PEER_PORT = 9000
 LOADGEN = "/root/loadgen.py"
@@ -62,12 +64,7 @@ class Bench:
         ct.run("python3", "-m", "venv", VENV)
         ct.run(f"{VENV}/bin/pip", "install", "--quiet", "--no-index", "--find-links",
                "/root/wheels", *PEER_PACKAGES, timeout=300)
-        # The package's own code, importable from the venv, as for a real app's venv.
-        site = ct.run(f"{VENV}/bin/python", "-c",
-                      "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip()
-        ct.run("mkdir", "-p", f"{VENV}/app")
-        ct.run("ln", "-s", "/usr/lib/python3/dist-packages/dograh_systemd", f"{VENV}/app/")
-        ct.path(f"{site}/dograh-systemd.pth").write_text(f"{VENV}/app\n")
+        # Our fleet on the venv's uvicorn and FastAPI too, as for a real app's venv.
         env = ct.path("/etc/dograh/dograh.env")
         env.write_text(env.read_text() + f"\nDOGRAH_PYTHON={VENV}/bin/python\n")
         ct.run("dograhctl", "render")
@@ -95,7 +92,8 @@ class Bench:
         else:
             argv = [f"{VENV}/bin/gunicorn", "-k", "uvicorn_worker.UvicornWorker", "-w",
                     str(workers), "-b", f"127.0.0.1:{PEER_PORT}", "--keep-alive", "75", APP]
-        self.ct.run("systemd-run", "--unit=bench-peer", "--property=KillMode=mixed", *argv)
+        self.ct.run("systemd-run", "--unit=bench-peer", "--property=KillMode=mixed", APP_PATH,
+                    *argv)
         self.ct.sh(f"until curl -sf http://127.0.0.1:{PEER_PORT}/api/v1/health >/dev/null; "
                    "do sleep 0.2; done", timeout=60)
         try:
@@ -213,7 +211,7 @@ class Bench:
 
     def memory(self) -> dict[str, float]:
         self.fleet(2)
-        self.ct.run("systemd-run", "--unit=bench-plain", f"{VENV}/bin/uvicorn", APP,
+        self.ct.run("systemd-run", "--unit=bench-plain", APP_PATH, f"{VENV}/bin/uvicorn", APP,
                     "--host", "127.0.0.1", "--port", "9100", "--no-access-log")
         self.ct.sh("until curl -sf http://127.0.0.1:9100/api/v1/health >/dev/null; do "
                    "sleep 0.2; done", timeout=60)

@@ -4,8 +4,8 @@ New workers start in parallel and nginx sends them nothing before READY;
 leaving workers leave nginx first, then drain their live calls and requests,
 and only then stop. Every check runs before the first change, and a failure
 after it rolls the new instances back, so a failed command leaves the fleet
-as it was. Scaling and deploying are the same transition: a deploy asks for
-the same number of workers in the other band of ports.
+as it was. Scaling and deploying apply the same way: a deploy asks for the
+same number of workers in the other band of ports.
 """
 
 from __future__ import annotations
@@ -58,20 +58,29 @@ def scale(settings: Settings, api_count: int | None, arq_count: int | None, forc
     """Bring the fleet to the asked-for size; ``drain_timeout`` None skips draining."""
     current = systemd.current_fleet()
     plan = Plan(current, desired_fleet(settings, current, api_count, arq_count))
-    return Outcome(plan, _transition(settings, plan, force, drain_timeout, report))
+    nginx_files, weights = _preflight(settings, plan, force, report)
+    if install_units(settings) and (current.api_ports or current.arq_indices):
+        report("warning: the unit files changed; processes already running keep their old "
+               "settings until: dograhctl restart")
+    calls_cut = _apply(settings, plan, nginx_files, weights, drain_timeout, report)
+    return Outcome(plan, calls_cut)
 
 
 def restart(settings: Settings, force: bool, drain_timeout: float | None,
             report: Report) -> Outcome:
     """Replace every process with a fresh one on the current code, dropping no call.
 
-    API workers: a full new band starts and becomes READY, nginx switches to
-    it, the old band drains and stops. ARQ workers restart one at a time, each
-    finishing its job first; singletons stop before they start, never twice.
+    Migrations run first. API workers: a full new band starts and becomes
+    READY, nginx switches to it, the old band drains and stops. ARQ workers
+    restart one at a time, each finishing its job first; singletons stop
+    before they start, never twice.
     """
     current = systemd.current_fleet()
     if not current.api_ports:
         raise DograhError("no API workers to restart; start some with: dograhctl scale")
+    plan = Plan(current, desired_fleet(settings, current, len(current.api_ports),
+                                       len(current.arq_indices), switch_band=True))
+    nginx_files, weights = _preflight(settings, plan, force, report)
     install_units(settings)
     if settings.migrate_command:
         # The new code's migrations first; if they fail, nothing has changed.
@@ -82,9 +91,7 @@ def restart(settings: Settings, force: bool, drain_timeout: float | None,
             why = systemd.journal_tail(templates.MIGRATE_UNIT)
             raise DograhError(f"migrations failed, the running fleet is unchanged; "
                               f"journal: {why}") from exc
-    plan = Plan(current, desired_fleet(settings, current, len(current.api_ports),
-                                       len(current.arq_indices), switch_band=True))
-    calls_cut = _transition(settings, plan, force, drain_timeout, report)
+    calls_cut = _apply(settings, plan, nginx_files, weights, drain_timeout, report)
     for unit in [arq_unit(i) for i in sorted(plan.desired.arq_indices)] + sorted(
             plan.desired.singletons):
         report(f"restarting {unit}")
@@ -92,10 +99,9 @@ def restart(settings: Settings, force: bool, drain_timeout: float | None,
     return Outcome(plan, calls_cut)
 
 
-def _transition(settings: Settings, plan: Plan, force: bool, drain_timeout: float | None,
-                report: Report) -> int:
-    """Start, switch nginx, drain, stop; the number of calls a drain timeout cut."""
-    # Checks first: nothing below this block runs unless all of them pass.
+def _preflight(settings: Settings, plan: Plan, force: bool,
+               report: Report) -> tuple[dict[Path, str], dict[int, int]]:
+    """Every check, before the first change; the nginx files the plan will need."""
     nginx.test()
     new_ports = plan.desired.api_ports - plan.current.api_ports
     warning = preflight.check_memory(len(new_ports), _memory_per_worker(settings), force)
@@ -103,9 +109,12 @@ def _transition(settings: Settings, plan: Plan, force: bool, drain_timeout: floa
         report(warning)
     preflight.check_ports_free(settings.host, new_ports)
     weights = _weights(plan.desired.api_ports)
-    nginx_files = templates.render_nginx(settings, plan.desired.api_ports, weights)
+    return templates.render_nginx(settings, plan.desired.api_ports, weights), weights
 
-    install_units(settings)
+
+def _apply(settings: Settings, plan: Plan, nginx_files: dict[Path, str],
+           weights: dict[int, int], drain_timeout: float | None, report: Report) -> int:
+    """Start, switch nginx, drain, stop; the number of calls a drain timeout cut."""
     systemd.enable([paths.TARGET])
     wanted = _units_of(plan.desired)
     states = systemd.show(wanted)

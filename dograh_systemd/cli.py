@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from . import __version__, apply, balance, config, lock, status
+from . import doctor as doctor_checks
 from .config import MAX_API_WORKERS, MAX_ARQ_WORKERS, ConfigError, Settings
 from .errors import DograhError
 
@@ -166,6 +167,22 @@ def rebalance(settings: Settings) -> None:
         fail(str(exc))
     state = "even" if balance.is_even(weights) else "uneven"
     click.echo(f"{len(weights)} API workers, weights {state}")
+
+
+@main.command()
+@needs_root
+@pass_settings
+def doctor(settings: Settings) -> None:
+    """Check everything a start needs (interpreter, imports, env files, ports, nginx,
+    Redis and the database) and say what to fix; exit 1 if anything fails."""
+    checks = doctor_checks.run(settings)
+    for check in checks:
+        mark = "ok  " if check.ok else "FAIL"
+        click.echo(f"{mark} {check.name}: {check.detail}"
+                   + ("" if check.ok else f"\n     fix: {check.fix}"))
+    failed = sum(not check.ok for check in checks)
+    click.echo(f"{len(checks) - failed} ok, {failed} failed")
+    sys.exit(1 if failed else 0)
 
 
 @main.command()

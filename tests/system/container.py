@@ -175,10 +175,10 @@ class Container:
     def sh(self, script: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return self.run("sh", "-c", script, check=check, timeout=timeout)
 
-    def install_deb(self, deb: Path) -> subprocess.CompletedProcess[str]:
+    def install_deb(self, deb: Path, *apt_options: str) -> subprocess.CompletedProcess[str]:
         """``apt-get install ./dograh-systemd_*.deb`` as an admin would; offline, from the cache."""
         shutil.copy(deb, self.path(f"/root/{deb.name}"))
-        return self.run("apt-get", "install", "-y", f"/root/{deb.name}",
+        return self.run("apt-get", "install", "-y", *apt_options, f"/root/{deb.name}",
                         timeout=300)
 
     def _enter(self, argv: tuple[str, ...]) -> list[str]:
