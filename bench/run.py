@@ -84,6 +84,12 @@ class Bench:
         self.ct.run("dograhctl", "scale", str(workers), "--no-drain", timeout=300)
         self.ct.run("dograhctl", "rebalance")
 
+    def api_ports(self) -> list[int]:
+        """Ports of our running API workers (a deploy moves them between bands)."""
+        out = self.ct.run("systemctl", "list-units", "--plain", "--no-legend", "--state=active",
+                          "dograh-api@*").stdout
+        return sorted(int(re.search(r"@(\d+)", line).group(1)) for line in out.splitlines())
+
     @contextmanager
     def peer(self, kind: str, workers: int) -> Iterator[None]:
         if kind == "uvicorn":
@@ -215,9 +221,10 @@ class Bench:
                     "--host", "127.0.0.1", "--port", "9100", "--no-access-log")
         self.ct.sh("until curl -sf http://127.0.0.1:9100/api/v1/health >/dev/null; do "
                    "sleep 0.2; done", timeout=60)
-        for port in (8000, 8001, 9100):  # the same warm-up for every process
+        ports = self.api_ports()
+        for port in (*ports, 9100):  # the same warm-up for every process
             self.ct.run("wrk", "-t1", "-c8", "-d3s", f"http://127.0.0.1:{port}/api/v1/worker")
-        ours = [rss_mib(self.ct, f"dograh-api@{p}.service") for p in (8000, 8001)]
+        ours = [rss_mib(self.ct, f"dograh-api@{p}.service") for p in ports]
         plain = rss_mib(self.ct, "bench-plain.service")
         self.ct.run("systemctl", "stop", "bench-plain")
         figures = {"ours_mib": statistics.mean(ours), "plain_uvicorn_mib": plain}

@@ -165,3 +165,20 @@ def test_a_disabled_singleton_stays_down(dograh: Container) -> None:
     assert dograh.run("systemctl", "is-enabled", ARI, check=False).stdout.strip() == "disabled"
     assert units(dograh, ORCHESTRATOR) == [ORCHESTRATOR]
     assert dograh.run("dograhctl", "status").returncode == 0
+
+
+def test_doctor_names_what_to_fix(dograh: Container) -> None:
+    dograh.run("chmod", "0600", f"{CHECKOUT}/api/.env")
+    dograh.run("systemctl", "stop", "redis-server")
+    try:
+        result = dograh.run("dograhctl", "doctor", check=False)
+        assert result.returncode == 1
+        assert (f"FAIL env file {CHECKOUT}/api/.env: not readable by the service user\n"
+                f"     fix: chgrp dograh {CHECKOUT}/api/.env && chmod g+r {CHECKOUT}/api/.env"
+                ) in result.stdout
+        assert "FAIL REDIS_URL: 127.0.0.1:6379 does not answer" in result.stdout
+        assert "FAIL app api.app:app: does not import" not in result.stdout  # it still imports
+    finally:
+        dograh.run("chmod", "0640", f"{CHECKOUT}/api/.env")
+        dograh.run("systemctl", "start", "redis-server")
+    assert dograh.run("dograhctl", "doctor", check=False).returncode == 0
