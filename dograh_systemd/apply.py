@@ -86,7 +86,7 @@ def restart(settings: Settings, force: bool, drain_timeout: float | None,
         # The new code's migrations first; if they fail, nothing has changed.
         report("running migrations")
         try:
-            systemd.start(templates.MIGRATE_UNIT)
+            systemd.reload_or_start(templates.MIGRATE_UNIT)
         except DograhError as exc:
             why = systemd.journal_tail(templates.MIGRATE_UNIT)
             raise DograhError(f"migrations failed, the running fleet is unchanged; "

@@ -46,9 +46,9 @@ def start_no_block(units: Iterable[str]) -> None:
         systemctl("start", "--no-block", *units)
 
 
-def start(unit: str) -> None:
-    """Start ``unit`` and wait for the job; a oneshot runs to its end."""
-    systemctl("start", unit)
+def reload_or_start(unit: str) -> None:
+    """Reload ``unit`` if it is active, else start it; wait for the job to end."""
+    systemctl("reload-or-restart", unit)
 
 
 def restart(unit: str) -> None:

@@ -114,7 +114,9 @@ def test_a_dograh_checkout_gets_dograhs_commands_and_migrations(tmp_path: Path) 
     migrate = units[paths.UNIT_DIR / "dograh-migrate.service"]
     assert ("ExecStart=/srv/dograh/venv/bin/python -m alembic -c api/alembic.ini upgrade head"
             in migrate)
-    assert "Type=oneshot" in migrate and "\nRemainAfterExit=" not in migrate
+    assert "Type=oneshot\nRemainAfterExit=yes\n" in migrate
+    assert ("ExecReload=/srv/dograh/venv/bin/python -m alembic -c api/alembic.ini upgrade head"
+            in migrate)
     api = units[paths.UNIT_DIR / "dograh-api@.service"]
     assert "--app api.app:app --app-dir /srv/dograh" in api
     assert "EnvironmentFile=/srv/dograh/api/.env" in api
