@@ -113,7 +113,7 @@ class Bench:
         return json.loads(out.strip().splitlines()[-1])
 
     def base(self, server: str) -> str:
-        return "http://localhost" if server == "dograh-systemd" else f"http://127.0.0.1:{PEER_PORT}"
+        return "http://localhost:80" if server == "dograh-systemd" else f"http://127.0.0.1:{PEER_PORT}"
 
     @contextmanager
     def serving(self, server: str, workers: int) -> Iterator[None]:
@@ -151,8 +151,29 @@ class Bench:
             with self.serving(server, self.cpus):
                 runs.append({"server": server, "workers": self.cpus,
                              **self.wrk(f"{self.base(server)}/api/v1/worker")})
-                print(f"throughput {server}: {runs[-1]['rps']:.0f} req/s", flush=True)
+                if server == "gunicorn":
+                    # The same peer behind the same nginx: what the proxy hop costs.
+                    with self.behind_nginx():
+                        runs.append({"server": "gunicorn behind nginx", "workers": self.cpus,
+                                     **self.wrk("http://localhost:8081/api/v1/worker")})
+            for run in runs[-2:] if server == "gunicorn" else runs[-1:]:
+                print(f"throughput {run['server']}: {run['rps']:.0f} req/s", flush=True)
         return runs
+
+    @contextmanager
+    def behind_nginx(self) -> Iterator[None]:
+        conf = self.ct.path("/etc/nginx/conf.d/bench-peer.conf")
+        conf.write_text(
+            f"upstream bench_peer {{ server 127.0.0.1:{PEER_PORT}; keepalive 32; }}\n"
+            "server { listen 8081; location / { proxy_pass http://bench_peer; "
+            "proxy_http_version 1.1; proxy_set_header Connection \"\"; } }\n")
+        self.ct.run("systemctl", "reload", "nginx")
+        time.sleep(1)
+        try:
+            yield
+        finally:
+            conf.unlink()
+            self.ct.run("systemctl", "reload", "nginx")
 
     def wrk(self, url: str) -> dict[str, float]:
         self.ct.run("wrk", "-t2", "-c32", "-d3s", url, timeout=60)  # warm up
@@ -165,22 +186,40 @@ class Bench:
 
     # -- 3. scale speed ------------------------------------------------------------
 
-    def scale_speed(self) -> dict[str, object]:
-        self.fleet(2)
-        cold = []
-        for _ in range(3):
+    def scale_speed(self, startup_seconds: float = 0) -> dict[str, object]:
+        """dograhctl scale 2→6 against one cold start, with what bounds it on this machine:
+        the same four starts by systemd alone, in parallel and one after another.
+        ``startup_seconds``: the app waits that long while starting, as one that
+        connects to its databases or loads models does."""
+        spare = [f"dograh-api@{p}.service" for p in range(8050, 8054)]
+        env = self.ct.path("/etc/dograh/dograh.env")
+        original = env.read_text()
+        env.write_text(original + f"DOGRAH_EXAMPLE_STARTUP_SECONDS={startup_seconds}\n")
+
+        def timed(*argv: str) -> float:
             started = time.monotonic()
-            self.ct.run("systemctl", "start", "dograh-api@8050.service")  # returns at READY
-            cold.append(time.monotonic() - started)
-            self.ct.run("systemctl", "stop", "dograh-api@8050.service")
-        scale = []
+            self.ct.run(*argv, timeout=300)
+            return time.monotonic() - started
+
+        cold, parallel, sequential, scale = [], [], [], []
         for _ in range(3):
             self.fleet(2)
-            started = time.monotonic()
-            self.ct.run("dograhctl", "scale", "6")  # returns once all six are in nginx
-            scale.append(time.monotonic() - started)
-        figures = {"cold_start_s": statistics.median(cold), "scale_2_to_6_s": statistics.median(scale)}
+            cold.append(timed("systemctl", "start", spare[0]))  # returns at READY
+            self.ct.run("systemctl", "stop", *spare)
+            parallel.append(timed("systemctl", "start", *spare))  # one transaction
+            self.ct.run("systemctl", "stop", *spare)
+            sequential.append(timed("sh", "-c", " && ".join(f"systemctl start {u}" for u in spare)))
+            self.ct.run("systemctl", "stop", *spare)
+            scale.append(timed("dograhctl", "scale", "6"))  # returns once all six are in nginx
+        figures = {"cold_start_s": statistics.median(cold),
+                   "four_parallel_s": statistics.median(parallel),
+                   "four_sequential_s": statistics.median(sequential),
+                   "scale_2_to_6_s": statistics.median(scale)}
         figures["ratio"] = figures["scale_2_to_6_s"] / figures["cold_start_s"]
+        figures["parallel_ratio"] = figures["four_parallel_s"] / figures["cold_start_s"]
+        figures["dograhctl_overhead_s"] = figures["scale_2_to_6_s"] - figures["four_parallel_s"]
+        figures["startup_seconds"] = startup_seconds
+        env.write_text(original)
         print(f"scale speed: {figures}", flush=True)
         return figures
 
@@ -277,6 +316,7 @@ def main() -> None:
                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         results["memory"] = bench.memory()
         results["scale_speed"] = bench.scale_speed()
+        results["scale_speed_slow_start"] = bench.scale_speed(startup_seconds=2)
         results["throughput"] = bench.throughput()
         results["deploy"] = bench.deploy_cost()
         results["balance"] = bench.balance()

@@ -115,13 +115,12 @@ def _preflight(settings: Settings, plan: Plan, force: bool,
 def _apply(settings: Settings, plan: Plan, nginx_files: dict[Path, str],
            weights: dict[int, int], drain_timeout: float | None, report: Report) -> int:
     """Start, switch nginx, drain, stop; the number of calls a drain timeout cut."""
-    systemd.enable([paths.TARGET])
     wanted = _units_of(plan.desired)
     states = systemd.show(wanted)
     # New units, and any of the fleet's that died and stayed down.
     starting = [unit for unit in wanted if not states[unit].ready]
     try:
-        systemd.enable(wanted)
+        systemd.enable([paths.TARGET, *wanted])
         _start_and_wait(starting, report)
         if nginx.apply(nginx_files):
             report(f"nginx upstream dograh_api: {_describe(weights)}")
@@ -177,7 +176,7 @@ def _start_and_wait(units: list[str], report: Report) -> None:
         if time.monotonic() > deadline:
             raise DograhError(f"timed out after {READY_TIMEOUT}s waiting for READY "
                               "(rolled back)")
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 def _drain(units: list[str], timeout: float, report: Report) -> int:

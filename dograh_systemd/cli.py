@@ -1,4 +1,4 @@
-"""dograhctl: render, scale and inspect the Dograh fleet."""
+"""dograhctl: scale, deploy, render and inspect the Dograh fleet (the click CLI)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -24,7 +24,7 @@ def report(message: str) -> None:
     click.echo(message, err=True)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 

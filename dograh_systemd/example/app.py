@@ -4,11 +4,15 @@
 - ``GET /api/v1/worker``: which worker (port, pid, package version) answered.
 - ``WS /api/v1/call``: holds a "call" open, echoing every message, until the
   client hangs up.
+
+``DOGRAH_EXAMPLE_STARTUP_SECONDS`` makes it wait that long while it starts, as
+an app that connects to its databases or loads models does (default 0).
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
@@ -16,6 +20,7 @@ from .. import __version__
 
 app = FastAPI(title="dograh-systemd example")
 WORKER_PORT = int(os.environ.get("DOGRAH_WORKER_PORT", "0"))
+time.sleep(float(os.environ.get("DOGRAH_EXAMPLE_STARTUP_SECONDS", "0")))
 
 
 @app.get("/api/v1/health")
