@@ -15,7 +15,7 @@ from .names import API_TEMPLATE, ARQ_TEMPLATE, SINGLETONS, instance_of
 from .plan import Fleet
 
 SHOW_PROPERTIES = ("Id", "ActiveState", "SubState", "MainPID", "MemoryCurrent",
-                   "StatusText", "UnitFileState", "Result", "NRestarts")
+                   "StatusText", "UnitFileState")
 
 
 def systemctl(*args: str) -> str:
@@ -89,8 +89,6 @@ class UnitState:
     memory: int | None
     status: str
     enabled: str
-    result: str
-    restarts: int
 
     @property
     def ready(self) -> bool:
@@ -115,8 +113,7 @@ def show(units: Iterable[str]) -> dict[str, UnitState]:
             unit=props["Id"], active=props.get("ActiveState", ""), sub=props.get("SubState", ""),
             pid=int(props.get("MainPID") or 0),
             memory=int(memory) if memory.isdigit() else _rss(int(props.get("MainPID") or 0)),
-            status=props.get("StatusText", ""), enabled=props.get("UnitFileState", ""),
-            result=props.get("Result", ""), restarts=int(props.get("NRestarts") or 0))
+            status=props.get("StatusText", ""), enabled=props.get("UnitFileState", ""))
     return states
 
 

@@ -10,11 +10,11 @@ import json
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from .container import Container
+from .load import Load
 
 pytestmark = pytest.mark.system
 
@@ -82,24 +82,18 @@ def test_scale_to_six(container: Container) -> None:
 
 def test_sixty_calls_balance_across_six_workers(container: Container) -> None:
     dograhctl(container, "scale", "6")
-    probe = (Path(__file__).parent / "hold_calls.py").read_text()
-    holder = container.popen("python3", "-c", probe, "ws://localhost/api/v1/call", "60")
-    try:
-        assert holder.stdout is not None and holder.stdin is not None
-        per_port = {int(k): v for k, v in json.loads(holder.stdout.readline())["per_port"].items()}
-        assert set(per_port) == set(range(8000, 8006)), per_port
-        assert sum(per_port.values()) == 60
-        assert max(per_port.values()) - min(per_port.values()) <= 1, per_port
-        time.sleep(0.5)  # the workers publish a changed STATUS= within 0.1 s
-        for port, calls in per_port.items():
-            text = container.run("systemctl", "show", "-p", "StatusText", "--value",
-                                 f"dograh-api@{port}.service").stdout
-            assert text.startswith(f"{calls} calls,"), (port, text)
-        holder.stdin.close()
-        assert json.loads(holder.stdout.readline()) == {"closed_early": 0}
-    finally:
-        holder.kill()
-        holder.wait()
+    load = Load(container, "--duration", "1", "--rps", "0", "--call-rate", "0",
+                "--call-seconds", "10", "--jitter", "0", "--initial-calls", "60")
+    per_port = {int(k): v for k, v in load.warm_calls.items()}
+    assert set(per_port) == set(range(8000, 8006)), per_port
+    assert sum(per_port.values()) == 60
+    assert max(per_port.values()) - min(per_port.values()) <= 1, per_port
+    time.sleep(0.5)  # the workers publish a changed STATUS= within 0.1 s
+    for port, calls in per_port.items():
+        text = container.run("systemctl", "show", "-p", "StatusText", "--value",
+                             f"dograh-api@{port}.service").stdout
+        assert text.startswith(f"{calls} calls,"), (port, text)
+    assert load.result()["calls"]["closed_early"] == 0
 
 
 def test_scale_down_and_arq_leave_singletons_alone(container: Container) -> None:

@@ -6,51 +6,16 @@ against nginx, while it changes the fleet, and asserts on what the load saw.
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 
 from .container import Container
+from .load import Load, live_calls
 from .test_fleet import dograhctl, main_pid, units
 
 pytestmark = pytest.mark.system
-
-LOADGEN = Path(__file__).resolve().parents[2] / "bench/loadgen.py"
-
-
-class Load:
-    """The load generator running in the container until it finishes by itself."""
-
-    def __init__(self, ct: Container, *args: str) -> None:
-        shutil.copy(LOADGEN, ct.path("/root/loadgen.py"))
-        self.proc = ct.popen("python3", "/root/loadgen.py", *args)
-        assert self.proc.stdout is not None
-        warm = json.loads(self.proc.stdout.readline() or "{}")
-        assert warm.get("event") == "warm", "the load generator did not start"
-        self.warm_calls: dict[str, int] = warm["calls"]
-
-    def stop(self, ct: Container) -> None:
-        """End it early: killing nsenter would leave the generator running inside."""
-        ct.run("pkill", "-f", "/root/loadgen.py", check=False)
-        self.proc.wait(30)
-
-    def result(self, timeout: float = 300) -> dict:  # type: ignore[type-arg]
-        out, _ = self.proc.communicate(timeout=timeout)
-        result = json.loads(out.strip().splitlines()[-1])
-        print(json.dumps({k: v for k, v in result.items() if k != "timeline"}))
-        return result
-
-
-def live_calls(ct: Container, port: int) -> tuple[int, int]:
-    text = ct.run("systemctl", "show", "-p", "StatusText", "--value",
-                  f"dograh-api@{port}.service").stdout
-    calls, requests = re.match(r"(\d+) calls, (\d+) requests in flight", text).groups()
-    return int(calls), int(requests)
-
 
 def api_ports(ct: Container) -> list[int]:
     return [int(re.search(r"@(\d+)", u).group(1)) for u in units(ct, "dograh-api@*")]
