@@ -12,12 +12,19 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__, apply, balance, config, lock, status
+from . import __version__, balance, config, lock, status, uninstall, verbs
 from . import doctor as doctor_checks
-from .config import MAX_API_WORKERS, MAX_ARQ_WORKERS, ConfigError, Settings
+from .config import ConfigError, Settings
+from .context import Context
 from .errors import DograhError
+from .nginx import Nginx
+from .operation import Outcome
+from .record import Store
+from .roles import API, ROLES, Kind
+from .systemd import Systemd
 
 MIB = 1024 * 1024
+POOLS = {role.name: role for role in ROLES if role.kind is Kind.POOL}
 
 
 def report(message: str) -> None:
@@ -28,13 +35,18 @@ def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
 def needs_root(command: Callable[..., Any]) -> Callable[..., Any]:
     """Changing commands write to /etc and drive systemd: refuse early, clearly."""
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if os.geteuid() != 0:
+        if not is_root():
             name = click.get_current_context().info_name
-            fail(f"'{name}' changes systemd and nginx and must run as root (try: sudo dograhctl {name})")
+            fail(f"'{name}' changes systemd and nginx and must run as root "
+                 f"(try: sudo dograhctl {name})")
         return command(*args, **kwargs)
     return wrapper
 
@@ -42,15 +54,23 @@ def needs_root(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.group()
 @click.version_option(__version__, prog_name="dograhctl")
 @click.option("--config", "config_file", metavar="FILE", envvar="DOGRAH_CONFIG",
-              help=f"Env file to read [default: {config.DEFAULT_CONFIG}; env: DOGRAH_CONFIG].")
+              help=f"Env file to read, an absolute path [default: {config.DEFAULT_CONFIG}; "
+                   "env: DOGRAH_CONFIG].")
 @click.pass_context
 def main(ctx: click.Context, config_file: str | None) -> None:
-    """Run Dograh's API workers, ARQ workers and singletons as systemd units behind nginx."""
-    ctx.obj = config.config_path(config_file)
+    """Run Dograh's API workers, ARQ workers and singletons as systemd units behind nginx.
+
+    Every command first finishes an operation that an interrupted dograhctl
+    left (when run as root), so there is always one band of workers in nginx.
+    """
+    try:
+        ctx.obj = config.config_path(config_file)
+    except ConfigError as exc:
+        fail(str(exc))
 
 
-def pass_settings(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a command the validated settings; a bad config file stops it with one line."""
+def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command its Context; a bad config file stops it with one line."""
     @wraps(command)
     @click.pass_obj
     def wrapper(path: Path, *args: Any, **kwargs: Any) -> Any:
@@ -58,7 +78,19 @@ def pass_settings(command: Callable[..., Any]) -> Callable[..., Any]:
             settings = config.load(path)
         except ConfigError as exc:
             fail(str(exc))
-        return command(settings, *args, **kwargs)
+        try:
+            return command(Context.here(settings, report), *args, **kwargs)
+        except DograhError as exc:
+            fail(str(exc))
+    return wrapper
+
+
+def locked(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One changing command at a time; it first finishes what an interrupted one left."""
+    @wraps(command)
+    def wrapper(ctx: Context, *args: Any, **kwargs: Any) -> Any:
+        with lock.exclusive(report):
+            return command(ctx, *args, **kwargs)
     return wrapper
 
 
@@ -66,21 +98,23 @@ def pass_settings(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
               show_default=True, help="Write under this directory instead (a staging root).")
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
-@pass_settings
-def render(settings: Settings, root: Path, dry_run: bool) -> None:
-    """Write every unit and nginx file from the templates."""
+@pass_context
+def render(ctx: Context, root: Path, dry_run: bool) -> None:
+    """Write the generated files from the templates.
+
+    On the live root this applies what moves no process (the nginx site,
+    dograh.target); changed unit definitions are applied by scale and restart,
+    which move the running processes onto them.
+    """
     live = root.resolve() == Path("/")
-    if live and not dry_run and os.geteuid() != 0:
-        fail("'render' to / changes systemd and nginx and must run as root "
-             "(try: sudo dograhctl render, or --root DIR)")
-    try:
-        if live and not dry_run:
-            with lock.exclusive(report):
-                changes = apply.render(settings, Path("/"), dry_run, report)
-        else:
-            changes = apply.render(settings, root.resolve(), dry_run, report)
-    except DograhError as exc:
-        fail(str(exc))
+    if live and not dry_run:
+        if not is_root():
+            fail("'render' to / changes systemd and nginx and must run as root "
+                 "(try: sudo dograhctl render, or --root DIR)")
+        with lock.exclusive(report):
+            changes = verbs.render(ctx, Path("/"), dry_run)
+    else:
+        changes = verbs.render(ctx, root.resolve(), dry_run)
     verb = "would change" if dry_run else "changed"
     report(f"{len(changes)} file(s) {verb}" + "".join(f"\n  {p}" for p in changes))
 
@@ -100,14 +134,23 @@ def drain_limit(settings: Settings, drain_timeout: int | None, no_drain: bool) -
     return settings.drain_timeout if drain_timeout is None else drain_timeout
 
 
-def summary(outcome: apply.Outcome) -> str:
-    fleet, plan = outcome.plan.desired, outcome.plan
-    ports = sorted(fleet.api_ports)
-    text = (f"{len(ports)} API workers"
-            + (f" (ports {ports[0]}-{ports[-1]})" if ports else "")
-            + f", {len(fleet.arq_indices)} ARQ workers, singletons: "
-            + (", ".join(sorted(fleet.singletons)) or "none")
-            + f" (started {len(plan.to_start)}, stopped {len(plan.to_stop)})")
+def summary(outcome: Outcome) -> str:
+    op = outcome.operation
+    fleet, before = op.target, set(op.previous.all_units())
+    parts = []
+    for role in ROLES:
+        units = fleet.of(role.name)
+        if role.kind is Kind.API:
+            ports = sorted(int(role.instance_name(u)) for u in units)
+            parts.append(f"{len(ports)} API workers"
+                         + (f" (ports {ports[0]}-{ports[-1]})" if ports else ""))
+        elif role.kind is Kind.POOL:
+            parts.append(f"{len(units)} {role.title.removeprefix('Dograh ')}s")
+    singletons = [u for role in ROLES if role.kind is Kind.SINGLETON for u in fleet.of(role.name)]
+    started = len(set(fleet.all_units()) - before)
+    stopped = len(before - set(fleet.all_units()))
+    text = (", ".join(parts) + ", singletons: " + (", ".join(singletons) or "none")
+            + f" (started {started}, stopped {stopped})")
     if outcome.calls_cut:
         text += f"; the drain timeout cut {outcome.calls_cut} live call(s)"
     return text
@@ -115,22 +158,28 @@ def summary(outcome: apply.Outcome) -> str:
 
 # Negative numbers must reach the range check, not be taken for options.
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.argument("workers", required=False, type=click.IntRange(1, MAX_API_WORKERS))
-@click.option("--arq", type=click.IntRange(0, MAX_ARQ_WORKERS), metavar="M",
-              help="Number of ARQ workers [default: as now, or ARQ_WORKERS].")
+@click.argument("workers", required=False,
+                type=click.IntRange(API.count_min, API.count_max))
+@click.option("--arq", type=click.IntRange(POOLS["arq"].count_min, POOLS["arq"].count_max),
+              metavar="M", help="Number of ARQ workers [default: as now, or ARQ_WORKERS].")
 @click.option("--force", is_flag=True, help="Start workers even when memory looks short.")
 @drain_options
 @needs_root
-@pass_settings
-def scale(settings: Settings, workers: int | None, arq: int | None, force: bool,
+@pass_context
+@locked
+def scale(ctx: Context, workers: int | None, arq: int | None, force: bool,
           drain_timeout: int | None, no_drain: bool) -> None:
-    """Run WORKERS API workers (default: FASTAPI_WORKERS) behind nginx."""
-    try:
-        with lock.exclusive(report):
-            outcome = apply.scale(settings, workers, arq, force,
-                                  drain_limit(settings, drain_timeout, no_drain), report)
-    except DograhError as exc:
-        fail(str(exc))
+    """Run WORKERS API workers (default: FASTAPI_WORKERS) behind nginx.
+
+    New workers join nginx once READY; leaving ones leave nginx first, drain,
+    then stop. When the unit definitions or the app's environment changed
+    since the fleet started (an edited env file, a new DOGRAH_APP), every
+    process moves onto them the way restart does, dropping no call, so the
+    fleet never serves two definitions at once.
+    """
+    pools = {} if arq is None else {"arq": arq}
+    outcome = verbs.scale(ctx, workers, pools, force,
+                          drain_limit(ctx.settings, drain_timeout, no_drain))
     click.echo(summary(outcome))
 
 
@@ -138,44 +187,38 @@ def scale(settings: Settings, workers: int | None, arq: int | None, force: bool,
 @click.option("--force", is_flag=True, help="Start the new band even when memory looks short.")
 @drain_options
 @needs_root
-@pass_settings
-def restart(settings: Settings, force: bool, drain_timeout: int | None, no_drain: bool) -> None:
+@pass_context
+@locked
+def restart(ctx: Context, force: bool, drain_timeout: int | None, no_drain: bool) -> None:
     """Replace every worker with a fresh one on the current code, dropping no call.
 
-    A new band of API workers (base port + 100, or back) starts and becomes
-    READY, nginx switches to it, and the old band drains, then stops. ARQ
-    workers and singletons restart after, one at a time.
+    Migrations run first. A new band of API workers (base port + 100, or back)
+    starts and becomes READY, nginx switches to it, and the old band drains,
+    then stops. ARQ workers then restart one at a time; each singleton stops
+    before it starts again.
     """
-    try:
-        with lock.exclusive(report):
-            outcome = apply.restart(settings, force,
-                                    drain_limit(settings, drain_timeout, no_drain), report)
-    except DograhError as exc:
-        fail(str(exc))
+    outcome = verbs.restart(ctx, force, drain_limit(ctx.settings, drain_timeout, no_drain))
     click.echo("restarted: " + summary(outcome))
 
 
 @main.command()
 @needs_root
-@pass_settings
-def rebalance(settings: Settings) -> None:
+@pass_context
+@locked
+def rebalance(ctx: Context) -> None:
     """Re-weigh the nginx upstream from the workers' live calls (runs by itself after a scale)."""
-    try:
-        with lock.exclusive(report):
-            weights = apply.rebalance(settings, report)
-    except DograhError as exc:
-        fail(str(exc))
+    weights = verbs.rebalance(ctx)
     state = "even" if balance.is_even(weights) else "uneven"
     click.echo(f"{len(weights)} API workers, weights {state}")
 
 
 @main.command()
 @needs_root
-@pass_settings
-def doctor(settings: Settings) -> None:
+@pass_context
+def doctor(ctx: Context) -> None:
     """Check everything a start needs (interpreter, imports, env files, ports, nginx,
     Redis and the database) and say what to fix; exit 1 if anything fails."""
-    checks = doctor_checks.run(settings)
+    checks = doctor_checks.run(ctx)
     for check in checks:
         mark = "ok  " if check.ok else "FAIL"
         click.echo(f"{mark} {check.name}: {check.detail}"
@@ -185,40 +228,47 @@ def doctor(settings: Settings) -> None:
     sys.exit(1 if failed else 0)
 
 
-@main.command()
+@main.command("uninstall")
 @needs_root
-def uninstall() -> None:
+def uninstall_command() -> None:
     """Stop and disable every Dograh unit and remove the generated files (used on package removal)."""
+    systemd = Systemd()
     try:
         with lock.exclusive(report):
-            apply.uninstall(report)
+            uninstall.uninstall(systemd, Nginx(systemd), Store(), report)
     except DograhError as exc:
         fail(str(exc))
 
 
 @main.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_settings
-def status_command(settings: Settings, as_json: bool) -> None:
-    """Desired against actual for every instance; exit 1 when they disagree."""
-    try:
-        fleet = status.collect(settings)
-    except DograhError as exc:
-        fail(str(exc))
+@pass_context
+def status_command(ctx: Context, as_json: bool) -> None:
+    """The fleet record against what systemd runs and nginx has; exit 1 when they disagree.
+
+    As root, an operation an interrupted command left is finished first (unless
+    another dograhctl is at work).
+    """
+    if is_root():
+        try:
+            with lock.exclusive(report, wait=0):
+                verbs.resume(ctx)
+        except lock.Busy:
+            pass
+    fleet = status.collect(ctx)
     if as_json:
         click.echo(json.dumps(fleet.as_dict(), indent=2))
     else:
-        _print_status(fleet)
+        _print_status(ctx.settings, fleet)
     sys.exit(1 if fleet.mismatches else 0)
 
 
-def _print_status(fleet: status.FleetStatus) -> None:
-    sections = (("API workers", fleet.api), ("ARQ workers", fleet.arq),
-                ("Singletons", fleet.singletons))
-    click.echo(f"Configured: FASTAPI_WORKERS={fleet.configured_api_workers}")
-    for title, items in sections:
-        click.echo(f"{title}:")
-        for item in items or []:
+def _print_status(settings: Settings, fleet: status.FleetStatus) -> None:
+    click.echo("Configured: " + ", ".join(
+        f"{name} {count}" for name, count in fleet.configured.items()))
+    for name, items in fleet.roles.items():
+        click.echo(f"{settings.role(name).role.title} ({name}):")
+        for item in items:
             memory = f"{item.memory / MIB:.0f}M" if item.memory else "-"
             enabled = "enabled" if item.enabled else "disabled"
             click.echo(f"  {item.unit:40} {item.active}/{item.sub:9} {enabled:8} "
@@ -226,11 +276,12 @@ def _print_status(fleet: status.FleetStatus) -> None:
         if not items:
             click.echo("  (none)")
     click.echo("nginx upstream dograh_api: " + (" ".join(map(str, fleet.upstream)) or "(none)"))
-    if fleet.mismatches:
-        click.echo("Mismatches:")
-        for line in fleet.mismatches:
-            click.echo(f"  {line}")
-    else:
+    for title, lines in (("Pending", fleet.pending), ("Mismatches", fleet.mismatches)):
+        if lines:
+            click.echo(f"{title}:")
+            for line in lines:
+                click.echo(f"  {line}")
+    if not fleet.mismatches:
         click.echo("No mismatches.")
 
 

@@ -3,63 +3,48 @@
 Dograh's own variable names are honoured so that an operator's existing
 ``.env`` keeps working; the package's own keys start with ``DOGRAH_``. Keys this
 module does not know are left alone: the same file is the app's environment.
+The keys of each role (count, switch, command) come from the role table.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
-import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from dotenv import dotenv_values
 
+from . import values
+from .roles import MAX_API_WORKERS, ROLES, Kind, Role, default_api_workers
+
 DEFAULT_CONFIG = Path("/etc/dograh/dograh.env")
-MAX_API_WORKERS = 64
-MAX_ARQ_WORKERS = 32
 # A deploy starts a second band of workers this far above the first, as
-# Dograh's own rolling update does; bands never overlap (MAX_API_WORKERS < 100).
+# Dograh's own rolling update does; bands never overlap (at most 64 workers).
 BAND_OFFSET = 100
-MAX_BASE_PORT = 65536 - BAND_OFFSET - MAX_API_WORKERS
-# nginx closes idle upstream connections after this; the worker must wait
-# longer, or nginx reuses a connection the worker is closing and answers 502.
-UPSTREAM_KEEPALIVE_TIMEOUT = 60
-WORKER_KEEPALIVE_TIMEOUT = UPSTREAM_KEEPALIVE_TIMEOUT + 15
+MAX_BASE_PORT = 65535 - BAND_OFFSET - MAX_API_WORKERS + 1
 
 EXAMPLE_APP = "dograh_systemd.example.app:app"
-EXAMPLE_SERVICE = "python3 -m dograh_systemd.example.service"
 
-# Defaults when nothing is configured: the embedded example.
-EXAMPLE_DEFAULTS = {
+# Defaults of the keys that depend on the layout: the embedded example, or a
+# Dograh checkout (its venv, its api/.env).
+EXAMPLE_LAYOUT = {
     "DOGRAH_APP": EXAMPLE_APP,
     "DOGRAH_APP_DIR": "/var/lib/dograh",
     "DOGRAH_PYTHON": "/usr/bin/python3",
-    "DOGRAH_ARI_MANAGER_COMMAND": f"{EXAMPLE_SERVICE} ari-manager",
-    "DOGRAH_CAMPAIGN_ORCHESTRATOR_COMMAND": f"{EXAMPLE_SERVICE} campaign-orchestrator",
-    "DOGRAH_ARQ_COMMAND": f"{EXAMPLE_SERVICE} arq-worker",
-    "DOGRAH_MIGRATE_COMMAND": "",
     "DOGRAH_ENV_FILES": "",
 }
 
 
-def dograh_defaults(checkout: str) -> dict[str, str]:
-    """Defaults for a Dograh checkout: its venv, its api/.env, its own start commands."""
+def dograh_layout(checkout: str) -> dict[str, str]:
     return {
         "DOGRAH_APP": "api.app:app",
         "DOGRAH_APP_DIR": checkout,
         "DOGRAH_PYTHON": f"{checkout}/venv/bin/python",
-        "DOGRAH_ARI_MANAGER_COMMAND": "python -m api.services.telephony.ari_manager",
-        "DOGRAH_CAMPAIGN_ORCHESTRATOR_COMMAND":
-            "python -m api.services.campaign.campaign_orchestrator",
-        "DOGRAH_ARQ_COMMAND": "python -m arq api.tasks.arq.WorkerSettings "
-                              "--custom-log-dict api.tasks.arq.LOG_CONFIG",
-        "DOGRAH_MIGRATE_COMMAND": "python -m alembic -c api/alembic.ini upgrade head",
         "DOGRAH_ENV_FILES": f"{checkout}/api/.env",
     }
+
 
 T = TypeVar("T")
 
@@ -69,52 +54,71 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class RoleSettings:
+    role: Role
+    # Instances the config asks for: a count, or 1/0 for a switch or a command.
+    count: int
+    command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     config_path: Path
-    fastapi_workers: int
-    arq_workers: int
+    roles: Mapping[str, RoleSettings]
     base_port: int
     host: str
-    enable_ari_manager: bool
-    enable_campaign_orchestrator: bool
     app: str
     app_dir: Path
     python: Path
-    ari_manager_command: tuple[str, ...]
-    campaign_orchestrator_command: tuple[str, ...]
-    arq_command: tuple[str, ...]
     env_files: tuple[Path, ...]
-    nginx_listen: str
+    nginx_listen: tuple[str | None, int]
     nginx_server_name: str
     nginx_location: str
     worker_memory_mb: int
     drain_timeout: int
     checkout: Path | None
-    migrate_command: tuple[str, ...]
 
-    def api_ports(self, count: int, band: int = 0) -> frozenset[int]:
-        """The ports of ``count`` API workers in ``band`` (0 or 1)."""
+    def role(self, name: str) -> RoleSettings:
+        return self.roles[name]
+
+    @property
+    def api(self) -> RoleSettings:
+        """The API workers' role (the table has exactly one)."""
+        return next(r for r in self.roles.values() if r.role.kind is Kind.API)
+
+    @property
+    def api_workers(self) -> int:
+        return self.api.count
+
+    def band_ports(self, band: int) -> range:
+        """Every port API workers of ``band`` (0 or 1) may use."""
         first = self.base_port + band * BAND_OFFSET
-        return frozenset(range(first, first + count))
+        return range(first, first + MAX_API_WORKERS)
 
     def resolve_command(self, command: tuple[str, ...]) -> tuple[str, ...]:
         """A command whose program is ``python``/``python3`` runs under DOGRAH_PYTHON."""
-        if command[0] in ("python", "python3"):
+        if command and command[0] in ("python", "python3"):
             return (str(self.python), *command[1:])
         return command
 
-
-def default_workers() -> int:
-    """One API worker per CPU, capped at 8 (Dograh's guidance)."""
-    return max(1, min(os.cpu_count() or 1, 8))
+    @property
+    def paths_in_home(self) -> bool:
+        """Whether the units need a home directory: the app, its Python or an env file."""
+        return any(path.is_relative_to("/home") or path.is_relative_to("/root")
+                   for path in (self.app_dir, self.python, *self.env_files))
 
 
 def config_path(explicit: str | None = None) -> Path:
-    """``--config``, else ``$DOGRAH_CONFIG``, else the packaged default."""
-    return Path(explicit or os.environ.get("DOGRAH_CONFIG") or DEFAULT_CONFIG)
+    """``--config``, else ``$DOGRAH_CONFIG``, else the packaged default; always absolute,
+    since unit files name it in EnvironmentFile=."""
+    path = Path(explicit or os.environ.get("DOGRAH_CONFIG") or DEFAULT_CONFIG)
+    if not path.is_absolute():
+        raise ConfigError(f"{path}: the config file must be given as an absolute path "
+                          "(unit files name it)")
+    return path
 
 
-def load(path: Path) -> Settings:
+def load(path: Path, roles: tuple[Role, ...] = ROLES) -> Settings:
     """Read and validate ``path``; a missing default file means all defaults."""
     if path.exists():
         try:
@@ -125,145 +129,95 @@ def load(path: Path) -> Settings:
         raw = {}
     else:
         raise ConfigError(f"{path}: no such config file")
-    return _parse(path, raw)
+    return parse(path, raw, roles)
 
 
-def _parse(path: Path, raw: dict[str, str]) -> Settings:
-    checkout = raw.get("DOGRAH_CHECKOUT", "").strip()
-    defaults = EXAMPLE_DEFAULTS
-    if checkout:
-        try:
-            _absolute_path(checkout)
-        except ValueError as exc:
-            raise ConfigError(f"{path}: DOGRAH_CHECKOUT={checkout!r} is invalid; allowed: "
-                              "the absolute path of a Dograh checkout") from exc
-        defaults = dograh_defaults(checkout.rstrip("/"))
+@dataclass(frozen=True)
+class Key:
+    """One key of dograhctl's own: its Settings field, parser, and what it allows."""
 
-    def get(key: str, default: str, parse: Callable[[str], T], allowed: str) -> T:
+    name: str
+    field: str
+    parse: Callable[[str], Any]
+    allowed: str
+    default: str = ""
+
+
+KEYS = (
+    Key("UVICORN_BASE_PORT", "base_port", values.int_in(1024, MAX_BASE_PORT),
+        f"a port 1024..{MAX_BASE_PORT} (two bands of workers must fit below 65536)", "8000"),
+    Key("UVICORN_HOST", "host", values.ip_address,
+        "an IP address without a scope id, e.g. 127.0.0.1", "127.0.0.1"),
+    Key("DOGRAH_APP", "app", values.app_ref, "module:attribute, e.g. api.app:app"),
+    Key("DOGRAH_APP_DIR", "app_dir", values.absolute_path, "an absolute path"),
+    Key("DOGRAH_PYTHON", "python", values.absolute_path,
+        "the absolute path of a Python interpreter"),
+    Key("DOGRAH_ENV_FILES", "env_files", values.path_list, "absolute paths separated by spaces"),
+    Key("DOGRAH_NGINX_LISTEN", "nginx_listen", values.listen, "a port, or address:port", "80"),
+    Key("DOGRAH_NGINX_SERVER_NAME", "nginx_server_name", values.server_names,
+        "host names separated by spaces", "localhost"),
+    Key("DOGRAH_NGINX_LOCATION", "nginx_location", values.location,
+        "a URL path that starts and ends with /", "/api/"),
+    Key("DOGRAH_WORKER_MEMORY_MB", "worker_memory_mb", values.int_in(16, 65536),
+        "an integer 16..65536 (MB)", "400"),
+    Key("DRAIN_TIMEOUT", "drain_timeout", values.int_in(0, 86400), "seconds, 0..86400", "300"),
+)
+CHECKOUT_KEY = Key("DOGRAH_CHECKOUT", "checkout",
+                   lambda v: values.absolute_path(v) if v else None,
+                   "the absolute path of a Dograh checkout")
+
+
+def package_keys(roles: tuple[Role, ...] = ROLES) -> frozenset[str]:
+    """Every key dograhctl reads; the rest of the env file is the app's own."""
+    role_keys = {key for role in roles
+                 for key in (role.count_key, role.enable_key, role.command_key) if key}
+    return frozenset(key.name for key in (CHECKOUT_KEY, *KEYS)) | role_keys
+
+
+def parse(path: Path, raw: Mapping[str, str], roles: tuple[Role, ...] = ROLES) -> Settings:
+    def get(key: str, default: str, parse_value: Callable[[str], T], allowed: str) -> T:
         value = raw.get(key, default).strip()
         try:
-            return parse(value)
+            return parse_value(values.no_control_characters(value))
         except (ValueError, TypeError) as exc:
             detail = f" ({exc})" if str(exc) else ""
-            raise ConfigError(f"{path}: {key}={value!r} is invalid{detail}; allowed: {allowed}") from exc
+            raise ConfigError(f"{path}: {key}={value!r} is invalid{detail}; "
+                              f"allowed: {allowed}") from None
 
-    settings = Settings(
-        config_path=path,
-        fastapi_workers=get("FASTAPI_WORKERS", str(default_workers()),
-                            _int_in(1, MAX_API_WORKERS), f"an integer 1..{MAX_API_WORKERS}"),
-        arq_workers=get("ARQ_WORKERS", "1", _int_in(0, MAX_ARQ_WORKERS),
-                        f"an integer 0..{MAX_ARQ_WORKERS}"),
-        base_port=get("UVICORN_BASE_PORT", "8000", _int_in(1024, MAX_BASE_PORT),
-                      f"a port 1024..{MAX_BASE_PORT} (two bands of workers must fit below 65536)"),
-        host=get("UVICORN_HOST", "127.0.0.1", _ip_address, "an IP address, e.g. 127.0.0.1"),
-        enable_ari_manager=get("ENABLE_ARI_MANAGER", "true", _bool, "true or false"),
-        enable_campaign_orchestrator=get("ENABLE_CAMPAIGN_ORCHESTRATOR", "true", _bool,
-                                         "true or false"),
-        app=get("DOGRAH_APP", defaults["DOGRAH_APP"], _app_ref,
-                "module:attribute, e.g. api.app:app"),
-        app_dir=get("DOGRAH_APP_DIR", defaults["DOGRAH_APP_DIR"], _absolute_path,
-                    "an absolute path"),
-        python=get("DOGRAH_PYTHON", defaults["DOGRAH_PYTHON"], _absolute_path,
-                   "the absolute path of a Python interpreter"),
-        ari_manager_command=get("DOGRAH_ARI_MANAGER_COMMAND",
-                                defaults["DOGRAH_ARI_MANAGER_COMMAND"], _command, "a command line"),
-        campaign_orchestrator_command=get(
-            "DOGRAH_CAMPAIGN_ORCHESTRATOR_COMMAND",
-            defaults["DOGRAH_CAMPAIGN_ORCHESTRATOR_COMMAND"], _command, "a command line"),
-        arq_command=get("DOGRAH_ARQ_COMMAND", defaults["DOGRAH_ARQ_COMMAND"], _command,
-                        "a command line"),
-        migrate_command=get("DOGRAH_MIGRATE_COMMAND", defaults["DOGRAH_MIGRATE_COMMAND"],
-                            _optional_command, "a command line, or empty for none"),
-        env_files=get("DOGRAH_ENV_FILES", defaults["DOGRAH_ENV_FILES"], _path_list,
-                      "absolute paths separated by spaces"),
-        nginx_listen=get("DOGRAH_NGINX_LISTEN", "80", _listen, "a port, or address:port"),
-        nginx_server_name=get("DOGRAH_NGINX_SERVER_NAME", "localhost", _server_names,
-                              "host names separated by spaces"),
-        nginx_location=get("DOGRAH_NGINX_LOCATION", "/api/", _location,
-                           "a URL path that starts and ends with /"),
-        worker_memory_mb=get("DOGRAH_WORKER_MEMORY_MB", "400", _int_in(16, 65536),
-                             "an integer 16..65536 (MB)"),
-        drain_timeout=get("DRAIN_TIMEOUT", "300", _int_in(0, 86400), "seconds, 0..86400"),
-        checkout=Path(checkout.rstrip("/")) if checkout else None,
-    )
+    def read(key: Key, layout: Mapping[str, str] = EXAMPLE_LAYOUT) -> Any:
+        return get(key.name, layout.get(key.name, key.default), key.parse, key.allowed)
+
+    checkout = read(CHECKOUT_KEY)
+    layout = dograh_layout(str(checkout)) if checkout else EXAMPLE_LAYOUT
+
+    def role_settings(role: Role) -> RoleSettings:
+        command: tuple[str, ...] = ()
+        if role.command_key:
+            default = role.dograh_command if checkout else role.example_command
+            optional = role.kind is Kind.MIGRATION
+            command = get(role.command_key, default,
+                          values.optional_command if optional else values.command,
+                          "a command line, or empty for none" if optional else "a command line")
+        if role.kind is Kind.MIGRATION:
+            count = 1 if command else 0
+        elif role.kind is Kind.SINGLETON:
+            count = int(get(role.enable_key, "true", values.boolean, "true or false"))
+        else:
+            default_count = default_api_workers() if role.kind is Kind.API else 1
+            count = get(role.count_key, str(default_count),
+                        values.int_in(role.count_min, role.count_max),
+                        f"an integer {role.count_min}..{role.count_max}")
+        return RoleSettings(role, count, command)
+
+    settings = Settings(config_path=path, checkout=checkout,
+                        roles={role.name: role_settings(role) for role in roles},
+                        **{key.field: read(key, layout) for key in KEYS})
+    port = settings.nginx_listen[1]
+    for band in (0, 1):
+        if port in settings.band_ports(band):
+            raise ConfigError(
+                f"{path}: DOGRAH_NGINX_LISTEN={raw.get('DOGRAH_NGINX_LISTEN', '80')!r} is "
+                f"invalid (port {port} is one the API workers may use: "
+                + " and ".join(f"{b[0]}-{b[-1]}" for b in map(settings.band_ports, (0, 1)))
+                + "); allowed: a port outside them, or another UVICORN_BASE_PORT")
     return settings
-
-
-# -- value parsers: each raises ValueError with a short reason ------------------
-
-def _int_in(low: int, high: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        number = int(value)
-        if not low <= number <= high:
-            raise ValueError(f"out of range {low}..{high}")
-        return number
-    return parse
-
-
-def _bool(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("not a boolean")
-
-
-def _ip_address(value: str) -> str:
-    return str(ipaddress.ip_address(value))
-
-
-_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
-_APP_REF = re.compile(rf"{_IDENTIFIER}(\.{_IDENTIFIER})*:{_IDENTIFIER}(\.{_IDENTIFIER})*")
-
-
-def _app_ref(value: str) -> str:
-    if not _APP_REF.fullmatch(value):
-        raise ValueError("")
-    return value
-
-
-def _absolute_path(value: str) -> Path:
-    # Paths go into unit files and nginx config verbatim: refuse what would
-    # need quoting there rather than quote it.
-    if not value.startswith("/") or re.search(r"[\s\"'\\%$;]", value):
-        raise ValueError("")
-    return Path(value)
-
-
-def _path_list(value: str) -> tuple[Path, ...]:
-    return tuple(_absolute_path(item) for item in value.split())
-
-
-def _command(value: str) -> tuple[str, ...]:
-    words = tuple(shlex.split(value))
-    if not words:
-        raise ValueError("empty")
-    if not (words[0].startswith("/") or words[0] in ("python", "python3")):
-        raise ValueError("the program must be an absolute path, python or python3")
-    return words
-
-
-def _optional_command(value: str) -> tuple[str, ...]:
-    return _command(value) if value.strip() else ()
-
-
-def _listen(value: str) -> str:
-    address, _, port = value.rpartition(":")
-    if address:
-        _ip_address(address.strip("[]"))
-    _int_in(1, 65535)(port)
-    return value
-
-
-def _server_names(value: str) -> str:
-    names = value.split()
-    if not names or not all(re.fullmatch(r"[A-Za-z0-9_.*~^\-]+", n) for n in names):
-        raise ValueError("")
-    return " ".join(names)
-
-
-def _location(value: str) -> str:
-    if not re.fullmatch(r"/([A-Za-z0-9_.\-]+/)*", value):
-        raise ValueError("")
-    return value

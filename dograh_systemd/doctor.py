@@ -1,26 +1,23 @@
 """dograhctl doctor: check everything a start needs, and say what to fix.
 
-Imports run as the service user, with the units' environment and import path,
-so a pass here means the units can start.
+Everything of the app's (its interpreter, imports, env files) is checked
+through ``probe``: as the service user, with the units' environment and
+sandbox, never as root. A pass here means the units can start.
 """
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from . import nginx, paths, preflight, systemd
-from .config import Settings
+from . import paths, preflight, probe
+from .context import Context
 from .errors import DograhError
-from .names import API_TEMPLATE
-from .plan import current_band
+from .plan import ports_of
 
 SERVICE_USER = "dograh"
 
@@ -33,34 +30,33 @@ class Check:
     fix: str = ""
 
 
-def run(settings: Settings) -> list[Check]:
-    env = unit_environment(settings)
+def run(ctx: Context) -> list[Check]:
+    settings = ctx.settings
     checks = [
-        _interpreter(settings),
-        *[_readable(path) for path in (settings.config_path, *settings.env_files)],
-        _imports(settings, env, "worker runtime", "import dograh_systemd.worker.runtime",
+        _interpreter(ctx),
+        *[_readable(ctx, path) for path in (settings.config_path, *settings.env_files)],
+        _imports(ctx, "worker runtime", "import dograh_systemd.worker.runtime",
                  "the app's venv needs uvicorn (Dograh's requirements have it); "
                  f"{paths.RUNTIME_PATH} comes with the package"),
-        _imports(settings, env, f"app {settings.app}", _import_app(settings.app),
+        _imports(ctx, f"app {settings.app}", _import_app(settings.app),
                  "install the app's requirements in its venv and set its env in "
                  f"{settings.config_path} or DOGRAH_ENV_FILES"),
-        _ports(settings),
-        _check("nginx config", nginx.test, "nginx -t is fine", "fix what nginx -t names"),
+        _ports(ctx),
+        _check("nginx config", ctx.nginx.test, "nginx -t is fine", "fix what nginx -t names"),
     ]
+    env = _app_env(ctx)
     for key, default_port in (("REDIS_URL", 6379), ("DATABASE_URL", 5432)):
         if env.get(key):
             checks.append(_reachable(key, env[key], default_port))
     return checks
 
 
-def unit_environment(settings: Settings) -> dict[str, str]:
-    """The environment the units give the app: its env files, then the runtime path."""
+def _app_env(ctx: Context) -> dict[str, str]:
+    """The app's env files as systemd reads them (only to find the services to reach)."""
     env: dict[str, str] = {}
-    for path in (settings.config_path, *settings.env_files):
+    for path in (ctx.settings.config_path, *ctx.settings.env_files):
         if path.is_file():
             env.update({k: v for k, v in dotenv_values(path).items() if v is not None})
-    env["PYTHONPATH"] = str(paths.RUNTIME_PATH)
-    env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
     return env
 
 
@@ -70,55 +66,58 @@ def _import_app(app: str) -> str:
             f"functools.reduce(getattr, {attribute!r}.split('.'), m)")
 
 
-def _interpreter(settings: Settings) -> Check:
-    name = f"interpreter {settings.python}"
-    if not os.access(settings.python, os.X_OK):
-        return Check(name, False, "missing or not executable",
-                     "create the venv, or set DOGRAH_PYTHON to an existing interpreter")
-    version = subprocess.run([str(settings.python), "-c", "import sys; print(sys.version)"],
-                             capture_output=True, text=True)
-    return Check(name, version.returncode == 0, "Python " + version.stdout.split(" ")[0].strip(),
-                 "the interpreter does not run")
+def _last_line(text: str) -> str:
+    return (text.strip().splitlines() or ["no output"])[-1]
 
 
-def _as_service_user(argv: list[str]) -> list[str]:
-    return ["setpriv", f"--reuid={SERVICE_USER}", f"--regid={SERVICE_USER}", "--init-groups",
-            "--", *argv]
+def _interpreter(ctx: Context) -> Check:
+    python = ctx.settings.python
+    name = f"interpreter {python}"
+    result = probe.run(ctx.systemd, ctx.settings,
+                       [str(python), "-c", "import sys; print(sys.version)"])
+    if result.returncode != 0:
+        return Check(name, False, f"does not run as the service user: "
+                     f"{_last_line(result.stderr)}",
+                     "create the venv, or set DOGRAH_PYTHON to an interpreter the "
+                     f"{SERVICE_USER} user can run")
+    return Check(name, True, "Python " + result.stdout.split(" ")[0].strip())
 
 
-def _readable(path: Path) -> Check:
-    ok = subprocess.run(_as_service_user(["test", "-r", str(path)])).returncode == 0
+def _readable(ctx: Context, path: object) -> Check:
+    ok = probe.run(ctx.systemd, ctx.settings, ["/usr/bin/test", "-r", str(path)]).returncode == 0
     return Check(f"env file {path}", ok, "readable by the service user" if ok else
                  "not readable by the service user",
                  f"chgrp {SERVICE_USER} {path} && chmod g+r {path}")
 
 
-def _imports(settings: Settings, env: dict[str, str], name: str, code: str, fix: str) -> Check:
-    result = subprocess.run(
-        _as_service_user([str(settings.python), "-c",
-                          f"import sys; sys.path.insert(0, {str(settings.app_dir)!r}); {code}"]),
-        capture_output=True, text=True, env=env, cwd=settings.app_dir, timeout=120)
+def _imports(ctx: Context, name: str, code: str, fix: str) -> Check:
+    settings = ctx.settings
+    result = probe.run(ctx.systemd, settings, [
+        str(settings.python), "-c",
+        f"import sys; sys.path.insert(0, {str(settings.app_dir)!r}); {code}"])
     if result.returncode == 0:
         return Check(name, True, "imports as the service user")
-    last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-    return Check(name, False, f"does not import: {last}", fix)
+    return Check(name, False, f"does not import: {_last_line(result.stderr)}", fix)
 
 
-def _ports(settings: Settings) -> Check:
-    ours = systemd.running_instances(API_TEMPLATE)
-    band = current_band(settings, systemd.current_fleet())
-    wanted = settings.api_ports(settings.fastapi_workers, band) - ours
+def _ports(ctx: Context) -> Check:
+    settings = ctx.settings
+    api = settings.api.role
+    record = ctx.store.load()
+    ours = ports_of(api, record.fleet.of(api.name)) if record else set()
+    band = 1 if ours and min(ours) in settings.band_ports(1) else 0
+    wanted = set(list(settings.band_ports(band))[:settings.api_workers]) - ours
     try:
         preflight.check_ports_free(settings.host, wanted)
     except DograhError as exc:
         return Check("worker ports", False, str(exc), "stop the other process or change "
                      "UVICORN_BASE_PORT")
-    return Check("worker ports", True, f"free for {settings.fastapi_workers} workers")
+    return Check("worker ports", True, f"free for {settings.api_workers} workers")
 
 
-def _check(name: str, probe: Callable[[], None], good: str, fix: str) -> Check:
+def _check(name: str, check: Callable[[], None], good: str, fix: str) -> Check:
     try:
-        probe()
+        check()
     except DograhError as exc:
         return Check(name, False, str(exc), fix)
     return Check(name, True, good)

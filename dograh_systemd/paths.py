@@ -1,4 +1,4 @@
-"""Where the package finds its templates and where generated files go."""
+"""Where the package finds its templates and where it keeps what it generates."""
 
 from __future__ import annotations
 
@@ -18,10 +18,20 @@ RUNTIME_PATH = Path("/usr/lib/dograh-systemd/python")
 
 UNIT_DIR = Path("/etc/systemd/system")
 TARGET = "dograh.target"
-TARGET_WANTS = UNIT_DIR / f"{TARGET}.wants"
+
+# Transient timers that re-weigh the upstream while it is uneven.
+REBALANCE_UNIT = "dograh-rebalance"
 
 NGINX_SITE = Path("/etc/nginx/sites-available/dograh")
 NGINX_SITE_LINK = Path("/etc/nginx/sites-enabled/dograh")
 NGINX_UPSTREAM = Path("/etc/nginx/dograh/upstream.conf")
 
-LOCK_FILE = Path("/run/lock/dograhctl.lock")
+# The fleet record: what should run, and any operation in progress. Root's
+# alone to write; anyone may read it (it holds no secret).
+STATE_DIR = Path("/var/lib/dograh-systemd")
+RECORD = STATE_DIR / "fleet.json"
+
+# The lock lives in a directory only root can enter: no other user can hold,
+# replace or pre-create it (unlike a file in the world-writable /run/lock).
+RUN_DIR = Path("/run/dograh-systemd")
+LOCK = RUN_DIR / "lock"

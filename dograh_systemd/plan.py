@@ -1,92 +1,126 @@
-"""What a scale must change: the difference between the fleet that runs and the one asked for.
+"""What a command must change: the fleet asked for, against the fleet recorded.
 
-Pure data, no side effects: ``scale`` applies it, tests check it.
+Pure data, no side effects: the operation it returns is carried out by
+``operation.carry_out``, and tests check it directly.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .config import BAND_OFFSET, MAX_API_WORKERS, MAX_ARQ_WORKERS, Settings
+from . import balance
+from .config import Settings
 from .errors import DograhError
-from .names import SINGLETONS, api_unit, arq_unit
+from .record import Fleet, Operation, Phase
+from .roles import Kind, Role
+from .templates import Member, dial_address
 
 
 @dataclass(frozen=True)
-class Fleet:
-    api_ports: frozenset[int]
-    arq_indices: frozenset[int]
-    singletons: frozenset[str]
+class Request:
+    verb: str                       # "scale" or "restart"
+    api_workers: int | None = None  # None: the config's FASTAPI_WORKERS
+    # Per pool role, its count; a role left out keeps the count it has (or
+    # takes the config's when it has none yet, or when api_workers is None too).
+    pool_workers: Mapping[str, int] | None = None
+    drain_timeout: float | None = None  # None: leaving workers stop at once
 
 
-@dataclass(frozen=True)
-class Plan:
-    current: Fleet
-    desired: Fleet
+def operation(settings: Settings, current: Fleet, request: Request,
+              units: Mapping[str, str], installed: Mapping[str, str],
+              definitions: Mapping[str, str], live_calls: Mapping[int, int],
+              now: float) -> Operation:
+    """The operation that takes ``current`` to what ``request`` asks for.
 
-    @property
-    def api_to_start(self) -> list[str]:
-        return [api_unit(p) for p in sorted(self.desired.api_ports - self.current.api_ports)]
-
-    @property
-    def api_to_stop(self) -> list[str]:
-        return [api_unit(p) for p in sorted(self.current.api_ports - self.desired.api_ports)]
-
-    @property
-    def arq_to_start(self) -> list[str]:
-        return [arq_unit(i) for i in sorted(self.desired.arq_indices - self.current.arq_indices)]
-
-    @property
-    def arq_to_stop(self) -> list[str]:
-        return [arq_unit(i) for i in sorted(self.current.arq_indices - self.desired.arq_indices)]
-
-    @property
-    def singletons_to_start(self) -> list[str]:
-        return sorted(self.desired.singletons - self.current.singletons)
-
-    @property
-    def singletons_to_stop(self) -> list[str]:
-        return sorted(self.current.singletons - self.desired.singletons)
-
-    @property
-    def to_start(self) -> list[str]:
-        return self.api_to_start + self.arq_to_start + self.singletons_to_start
-
-    @property
-    def to_stop(self) -> list[str]:
-        return self.api_to_stop + self.arq_to_stop + self.singletons_to_stop
-
-
-def current_band(settings: Settings, current: Fleet) -> int:
-    """The band of ports the fleet runs in: 1 once a deploy moved it up by BAND_OFFSET."""
-    upper = settings.base_port + BAND_OFFSET
-    return 1 if current.api_ports and min(current.api_ports) >= upper else 0
-
-
-def desired_fleet(settings: Settings, current: Fleet, api_count: int | None,
-                  arq_count: int | None, switch_band: bool = False) -> Fleet:
-    """The fleet asked for.
-
-    No API count means the config's FASTAPI_WORKERS. No ARQ count keeps the ARQ
-    workers that are enabled, or takes ARQ_WORKERS when there are none yet; a
-    bare ``dograhctl scale`` applies the config file's sizes to both. The API
-    workers stay in the band they run in, or move to the other for a deploy.
+    ``units``: the unit files the config renders, by name; ``installed``: those
+    on disk now; ``definitions``: what each role runs on, per the config;
+    ``live_calls``: the running API workers' calls, by port.
     """
-    if api_count is None:
-        api_count = settings.fastapi_workers
-        if arq_count is None:
-            arq_count = settings.arq_workers
-    if not 1 <= api_count <= MAX_API_WORKERS:
-        raise DograhError(f"API worker count must be 1..{MAX_API_WORKERS}, not {api_count}")
-    if arq_count is None:
-        arq_count = len(current.arq_indices) if current.arq_indices else settings.arq_workers
-    if not 0 <= arq_count <= MAX_ARQ_WORKERS:
-        raise DograhError(f"ARQ worker count must be 0..{MAX_ARQ_WORKERS}, not {arq_count}")
-    wanted = (settings.enable_ari_manager, settings.enable_campaign_orchestrator)
-    singletons = {unit for unit, on in zip(SINGLETONS, wanted, strict=True) if on}
-    band = current_band(settings, current)
-    if switch_band:
-        band = 1 - band
-    return Fleet(api_ports=settings.api_ports(api_count, band),
-                 arq_indices=frozenset(range(1, arq_count + 1)),
-                 singletons=frozenset(singletons))
+    roll = _rolling_roles(settings, current, request, definitions)
+    target = _target(settings, current, request, roll, definitions, live_calls)
+    return Operation(verb=request.verb, started=now, phase=Phase.START, target=target,
+                     previous=current, units=dict(units), previous_units=dict(installed),
+                     roll=roll, drain_timeout=request.drain_timeout)
+
+
+def _rolling_roles(settings: Settings, current: Fleet, request: Request,
+                   definitions: Mapping[str, str]) -> tuple[str, ...]:
+    """Roles whose running processes must be replaced: all of them for a deploy; for a
+    scale, those whose definition changed, so no fleet runs two definitions at once."""
+    rolling = [name for name, role_settings in settings.roles.items()
+               if role_settings.role.kind is not Kind.MIGRATION and current.of(name)
+               and role_settings.count
+               and (request.verb == "restart"
+                    or current.definitions.get(name) != definitions.get(name))]
+    migration = [name for name, role_settings in settings.roles.items()
+                 if role_settings.role.kind is Kind.MIGRATION and role_settings.count]
+    # New code or definitions may need the new schema: migrations run first.
+    return tuple(migration + rolling) if rolling else ()
+
+
+def _target(settings: Settings, current: Fleet, request: Request, roll: tuple[str, ...],
+            definitions: Mapping[str, str], live_calls: Mapping[int, int]) -> Fleet:
+    units: dict[str, tuple[str, ...]] = {}
+    upstream: tuple[Member, ...] = ()
+    for name, role_settings in settings.roles.items():
+        role = role_settings.role
+        if role.kind is Kind.API:
+            count = request.api_workers or role_settings.count
+            _check_count(role.title, count, role.count_min, role.count_max)
+            ports = _api_ports(settings, ports_of(role, current.of(name)), count, name in roll)
+            units[name] = tuple(role.instance(port) for port in ports)
+            upstream = _upstream(settings, current, ports, live_calls)
+        elif role.kind is Kind.POOL:
+            count = _pool_count(current, request, name, role_settings.count)
+            _check_count(role.title, count, role.count_min, role.count_max)
+            units[name] = tuple(role.instance(index) for index in range(1, count + 1))
+        else:
+            units[name] = (role.unit_file,) if role_settings.count else ()
+    return Fleet(units=units, upstream=upstream, definitions=dict(definitions))
+
+
+def _check_count(title: str, count: int, low: int, high: int) -> None:
+    if not low <= count <= high:
+        raise DograhError(f"{title} count must be {low}..{high}, not {count}")
+
+
+def _pool_count(current: Fleet, request: Request, name: str, configured: int) -> int:
+    asked = (request.pool_workers or {}).get(name)
+    if asked is not None:
+        return asked
+    if request.api_workers is not None and name in current.units:
+        return len(current.of(name))
+    return configured
+
+
+def ports_of(role: Role, units: Iterable[str]) -> set[int]:
+    """The ports of API worker units."""
+    return {int(role.instance_name(unit)) for unit in units}
+
+
+def _api_ports(settings: Settings, running: set[int], count: int, new_band: bool) -> list[int]:
+    """The first ``count`` ports of the band the workers run in, or, for a deploy
+    (or a base port that moved), of a band none of them runs in."""
+    bands = [band for band in (0, 1) if running and running <= set(settings.band_ports(band))]
+    if bands and not new_band:
+        return list(settings.band_ports(bands[0]))[:count]
+    for band in (0, 1):
+        ports = list(settings.band_ports(band))[:count]
+        if running.isdisjoint(ports):
+            return ports
+    raise DograhError(f"UVICORN_BASE_PORT={settings.base_port} puts both bands of ports on "
+                      "the running workers' ports; move it by at least 200, or back")
+
+
+def _upstream(settings: Settings, current: Fleet, ports: list[int],
+              live_calls: Mapping[int, int]) -> tuple[Member, ...]:
+    """Members for ``ports``. With the same members the weights stay, so nginx is
+    not reloaded and keeps its own, exact counts; new members are weighed from the
+    workers' live calls, so a reload does not hide the calls old workers hold."""
+    address = dial_address(settings.host)
+    same = {(m.address, m.port) for m in current.upstream} == {(address, p) for p in ports}
+    if same:
+        return tuple(sorted(current.upstream, key=lambda m: m.port))
+    weights = balance.weights({port: live_calls.get(port, 0) for port in ports})
+    return tuple(Member(address, port, weights[port]) for port in ports)

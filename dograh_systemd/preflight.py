@@ -7,6 +7,7 @@ import socket
 from collections.abc import Iterable
 from pathlib import Path
 
+from .config import Settings
 from .errors import DograhError
 
 MIB = 1024 * 1024
@@ -55,3 +56,18 @@ def _in_use(host: str, port: int) -> bool:
                 return True
             raise DograhError(f"cannot check port {port} on {host}: {exc.strerror}") from exc
     return False
+
+
+def ephemeral_ports_warning(settings: Settings) -> str | None:
+    """Worker ports inside the kernel's ephemeral range can be taken by any outgoing
+    connection (nginx's own, to the workers) just before a worker binds them."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return None
+    first, last = settings.band_ports(0)[0], settings.band_ports(1)[-1]
+    if first <= high and last >= low:
+        return (f"warning: API worker ports {first}-{last} overlap the kernel's ephemeral "
+                f"ports {low}-{high}: an outgoing connection may hold one when a worker "
+                f"starts; pick a UVICORN_BASE_PORT below {low - (last - first + 1)}")
+    return None

@@ -1,21 +1,14 @@
-"""Desired against actual: every instance, the singletons, nginx's upstream, and where they disagree."""
+"""dograhctl status: the record, what systemd runs and what nginx has, and where they differ."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
-from . import nginx, systemd
-from .config import Settings
-from .names import (
-    API_TEMPLATE,
-    ARI_MANAGER,
-    ARQ_TEMPLATE,
-    CAMPAIGN_ORCHESTRATOR,
-    SINGLETONS,
-    api_unit,
-    arq_unit,
-    instance_of,
-)
+from . import files, paths, templates, units
+from .context import Context
+from .record import Fleet, Record
+from .roles import role_of
+from .worker import contract
 
 
 @dataclass(frozen=True)
@@ -27,65 +20,88 @@ class InstanceStatus:
     pid: int
     memory: int | None
     status: str
+    calls: int | None = None
+    lag_p95_ms: int | None = None
 
 
 @dataclass(frozen=True)
 class FleetStatus:
-    configured_api_workers: int
-    api: list[InstanceStatus]
-    arq: list[InstanceStatus]
-    singletons: list[InstanceStatus]
+    configured: dict[str, int]
+    roles: dict[str, list[InstanceStatus]]
     upstream: list[int]
-    mismatches: list[str]
+    operation: str | None
+    # Record, systemd and nginx disagree: exit 1.
+    mismatches: list[str] = field(default_factory=list)
+    # The config asks for something the fleet does not run yet.
+    pending: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def collect(settings: Settings) -> FleetStatus:
-    fleet = systemd.current_fleet()
-    api_units = [api_unit(p) for p in sorted(fleet.api_ports)]
-    arq_units = [arq_unit(i) for i in sorted(fleet.arq_indices)]
-    states = systemd.show([*api_units, *arq_units, *SINGLETONS])
-    enabled = ({api_unit(p) for p in systemd.enabled_instances(API_TEMPLATE)}
-               | {arq_unit(i) for i in systemd.enabled_instances(ARQ_TEMPLATE)}
-               | {u for u in SINGLETONS if states[u].enabled == "enabled"})
+def collect(ctx: Context) -> FleetStatus:
+    settings, systemd = ctx.settings, ctx.systemd
+    record = ctx.store.load() or Record(Fleet())
+    fleet = record.fleet
+    roles = tuple(r.role for r in settings.roles.values())
+    wanted = set(systemd.wanted_by(paths.TARGET))
+    seen = set(systemd.listed("dograh-*")) | wanted | set(fleet.all_units())
+    states = systemd.show(sorted(u for u in seen if role_of(u, roles)))
+    mismatches: list[str] = []
+    if record.operation:
+        op = record.operation
+        mismatches.append(f"an interrupted {op.verb} stopped at its {op.phase.value} phase; "
+                          "any changing dograhctl command (as root) finishes it")
 
     def instance(unit: str) -> InstanceStatus:
         state = states[unit]
-        return InstanceStatus(unit=unit, enabled=unit in enabled, active=state.active,
+        load = contract.parse_status(state.status) if state.ready else None
+        return InstanceStatus(unit=unit, enabled=unit in wanted, active=state.active,
                               sub=state.sub, pid=state.pid, memory=state.memory,
-                              status=state.status)
+                              status=state.status, calls=load.calls if load else None,
+                              lag_p95_ms=load.lag_p95_ms if load else None)
 
-    upstream = sorted(nginx.upstream_weights())
-    wanted_singletons = {ARI_MANAGER: settings.enable_ari_manager,
-                         CAMPAIGN_ORCHESTRATOR: settings.enable_campaign_orchestrator}
-    mismatches = []
-    for unit in [*api_units, *arq_units]:
-        mismatches += _instance_mismatches(instance(unit))
-    ready_ports = {instance_of(u) for u in api_units if states[u].ready}
-    for port in sorted(ready_ports - set(upstream)):
-        mismatches.append(f"{api_unit(port)} is ready but not in the nginx upstream")
-    for port in sorted(set(upstream) - ready_ports):
-        mismatches.append(f"nginx upstream lists port {port} but no worker is ready there")
-    for unit, wanted in wanted_singletons.items():
-        if wanted and not states[unit].ready:
-            mismatches.append(f"{unit} should run but is {states[unit].active}")
-        if not wanted and states[unit].active in ("active", "activating"):
-            mismatches.append(f"{unit} is disabled in the config but runs")
+    listing: dict[str, list[InstanceStatus]] = {}
+    for name, role_settings in settings.roles.items():
+        role = role_settings.role
+        mine = sorted((u for u in states if role.owns(u)), key=_order)
+        listing[name] = [instance(u) for u in mine]
+        for item in listing[name]:
+            if item.unit in fleet.of(name):
+                if not item.enabled:
+                    mismatches.append(f"{item.unit} is not enabled, so it will not come back "
+                                      "at boot")
+                if item.active not in ("active", "reloading"):
+                    mismatches.append(f"{item.unit} should run but is {item.active} "
+                                      f"({item.sub})")
+            elif item.active in ("active", "activating", "reloading") or item.enabled:
+                how = "runs" if item.active != "inactive" else "is enabled"
+                mismatches.append(f"{item.unit} {how} but is not part of the fleet "
+                                  f"({paths.RECORD})")
+    if fleet.upstream:
+        rendered = templates.render_nginx(settings, fleet.upstream)
+        if files.read(paths.NGINX_UPSTREAM) != rendered[paths.NGINX_UPSTREAM]:
+            mismatches.append(f"{paths.NGINX_UPSTREAM} differs from the fleet record; "
+                              "dograhctl rebalance rewrites it")
     return FleetStatus(
-        configured_api_workers=settings.fastapi_workers,
-        api=[instance(u) for u in api_units],
-        arq=[instance(u) for u in arq_units],
-        singletons=[instance(u) for u in SINGLETONS],
-        upstream=upstream,
-        mismatches=mismatches,
-    )
+        configured={name: r.count for name, r in settings.roles.items()},
+        roles=listing, upstream=sorted(m.port for m in fleet.upstream),
+        operation=f"{record.operation.verb} ({record.operation.phase.value})"
+        if record.operation else None,
+        mismatches=mismatches, pending=_pending(ctx, record))
 
 
-def _instance_mismatches(item: InstanceStatus) -> list[str]:
-    if item.enabled and item.active != "active":
-        return [f"{item.unit} is enabled but {item.active} ({item.sub})"]
-    if not item.enabled and item.active == "active":
-        return [f"{item.unit} runs but is not enabled, so it will not come back at boot"]
-    return []
+def _pending(ctx: Context, record: Record) -> list[str]:
+    """Roles whose running processes run other definitions than the config renders."""
+    rendered = units.by_name(templates.render_units(ctx.settings))
+    definitions = units.definitions(ctx.settings, rendered)
+    return [f"{name}: its unit file or the app's environment changed since its processes "
+            "started; they move onto it with: dograhctl restart"
+            for name, digest in definitions.items()
+            if record.fleet.of(name) and record.fleet.definitions.get(name) != digest]
+
+
+def _order(unit: str) -> tuple[int, str]:
+    """Numbered instances in numeric order."""
+    name = unit.rsplit("@", 1)[-1].removesuffix(".service")
+    return (int(name), unit) if name.isdigit() else (1 << 30, unit)

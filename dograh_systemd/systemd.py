@@ -1,98 +1,63 @@
-"""systemctl, and what the running system says about Dograh's units."""
+"""systemctl, journalctl and systemd-run: the one way dograhctl talks to systemd.
+
+Every call goes through a ``Runner``, so the same code drives this host, or a
+test's fake that records the order of operations.
+"""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths
 from .errors import DograhError
-from .names import API_TEMPLATE, ARQ_TEMPLATE, SINGLETONS, instance_of
-from .plan import Fleet
-
-SHOW_PROPERTIES = ("Id", "ActiveState", "SubState", "MainPID", "MemoryCurrent",
-                   "StatusText", "UnitFileState")
 
 
-def systemctl(*args: str) -> str:
-    result = subprocess.run(["systemctl", *args], capture_output=True, text=True)
-    if result.returncode != 0:
-        detail = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise DograhError(f"systemctl {' '.join(args)} failed: {detail}")
-    return result.stdout
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def daemon_reload() -> None:
-    systemctl("daemon-reload")
+Runner = Callable[[Sequence[str]], Completed]
 
 
-def enable(units: Iterable[str]) -> None:
-    if units := list(units):
-        systemctl("enable", "--quiet", *units)
+def run_here(argv: Sequence[str]) -> Completed:
+    """Run ``argv`` on this host."""
+    result = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    return Completed(result.returncode, result.stdout, result.stderr)
 
 
-def disable(units: Iterable[str]) -> None:
-    if units := list(units):
-        systemctl("disable", "--quiet", *units)
-
-
-def start_no_block(units: Iterable[str]) -> None:
-    """Queue the starts and return at once: systemd runs them in parallel."""
-    if units := list(units):
-        systemctl("start", "--no-block", *units)
-
-
-def reload_or_start(unit: str) -> None:
-    """Reload ``unit`` if it is active, else start it; wait for the job to end."""
-    systemctl("reload-or-restart", unit)
-
-
-def restart(unit: str) -> None:
-    """Stop then start ``unit``, waiting for both (a stop waits for TimeoutStopSec)."""
-    systemctl("restart", unit)
-
-
-REBALANCE_UNIT = "dograh-rebalance"
-
-
-def schedule(delay: int, argv: list[str]) -> None:
-    """Run ``argv`` once, ``delay`` seconds from now, as a transient timer; replaces a pending one."""
-    cancel_scheduled()
-    systemctl_run = ["systemd-run", "--quiet", f"--unit={REBALANCE_UNIT}-{time.time_ns()}",
-                     f"--on-active={delay}", "--timer-property=AccuracySec=1s",
-                     "--timer-property=RemainAfterElapse=no",
-                     "--description=Dograh: re-weigh the nginx upstream from live calls", *argv]
-    result = subprocess.run(systemctl_run, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise DograhError(f"scheduling a rebalance failed: {result.stderr.strip()}")
-
-
-def cancel_scheduled() -> None:
-    subprocess.run(["systemctl", "stop", f"{REBALANCE_UNIT}-*.timer"], capture_output=True)
-
-
-def stop(units: Iterable[str]) -> None:
-    if units := list(units):
-        systemctl("stop", *units)
+SHOW_PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "MemoryCurrent",
+                   "StatusText", "UnitFileState", "ActiveEnterTimestamp", "NRestarts", "Result")
 
 
 @dataclass(frozen=True)
 class UnitState:
     unit: str
+    load: str
     active: str
     sub: str
     pid: int
     memory: int | None
     status: str
     enabled: str
+    # Wall clock of the last start, in seconds; 0 if it never started.
+    since: float
+    restarts: int
+    result: str
 
     @property
     def ready(self) -> bool:
-        return self.active == "active"
+        return self.active in ("active", "reloading")
+
+    @property
+    def running(self) -> bool:
+        """Up, or on its way up or down."""
+        return self.active in ("active", "activating", "deactivating", "reloading")
 
     @property
     def failed(self) -> bool:
@@ -100,65 +65,124 @@ class UnitState:
         return self.active == "failed" or self.sub == "auto-restart"
 
 
-def show(units: Iterable[str]) -> dict[str, UnitState]:
-    units = list(units)
-    if not units:
-        return {}
-    text = systemctl("show", "--property=" + ",".join(SHOW_PROPERTIES), *units)
+def parse_show(text: str) -> dict[str, UnitState]:
+    """``systemctl show --property=...`` output for several units, by unit name."""
     states = {}
     for block in text.strip().split("\n\n"):
         props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if "Id" not in props:
+            continue
+        pid = _number(props.get("MainPID"))
         memory = props.get("MemoryCurrent", "")
         states[props["Id"]] = UnitState(
-            unit=props["Id"], active=props.get("ActiveState", ""), sub=props.get("SubState", ""),
-            pid=int(props.get("MainPID") or 0),
-            memory=int(memory) if memory.isdigit() else _rss(int(props.get("MainPID") or 0)),
-            status=props.get("StatusText", ""), enabled=props.get("UnitFileState", ""))
+            unit=props["Id"], load=props.get("LoadState", ""),
+            active=props.get("ActiveState", ""), sub=props.get("SubState", ""), pid=pid,
+            memory=int(memory) if memory.isdigit() else _rss(pid),
+            status=props.get("StatusText", ""), enabled=props.get("UnitFileState", ""),
+            since=_timestamp(props.get("ActiveEnterTimestamp", "")),
+            restarts=_number(props.get("NRestarts")), result=props.get("Result", ""))
     return states
 
 
-def enabled_instances(template: str) -> set[int]:
-    """Instances linked into dograh.target.wants: the set that comes back at boot."""
-    pattern = re.compile(rf"{re.escape(template)}(\d+)\.service")
-    if not paths.TARGET_WANTS.is_dir():
-        return set()
-    return {int(m.group(1)) for entry in paths.TARGET_WANTS.iterdir()
-            if (m := pattern.fullmatch(entry.name))}
+class Systemd:
+    """systemctl and friends on one host."""
+
+    def __init__(self, run: Runner = run_here) -> None:
+        self.run = run
+
+    def systemctl(self, *args: str) -> str:
+        result = self.run(["systemctl", *args])
+        if result.returncode != 0:
+            detail = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
+            raise DograhError(f"systemctl {' '.join(args)} failed: {detail}")
+        return result.stdout
+
+    def show(self, units: Iterable[str]) -> dict[str, UnitState]:
+        units = list(units)
+        if not units:
+            return {}
+        # --timestamp=unix gives ActiveEnterTimestamp as @seconds (systemd >= 248).
+        text = self.systemctl("show", "--timestamp=unix",
+                              "--property=" + ",".join(SHOW_PROPERTIES), *units)
+        return parse_show(text)
+
+    def listed(self, pattern: str) -> list[str]:
+        """Units matching ``pattern`` that systemd has loaded, in any state."""
+        out = self.systemctl("list-units", "--all", "--plain", "--no-legend", "--full",
+                             pattern)
+        return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+    def wanted_by(self, target: str) -> list[str]:
+        """The units ``target`` pulls in at boot (its Wants=, from .wants links included)."""
+        out = self.systemctl("show", "--property=Wants", "--value", target)
+        return out.split()
+
+    def daemon_reload(self) -> None:
+        self.systemctl("daemon-reload")
+
+    def enable(self, units: Iterable[str]) -> None:
+        if units := list(units):
+            self.systemctl("enable", "--quiet", *units)
+
+    def disable(self, units: Iterable[str]) -> None:
+        if units := list(units):
+            self.systemctl("disable", "--quiet", *units)
+
+    def start_no_block(self, units: Iterable[str]) -> None:
+        """Queue the starts and return at once: systemd runs them in parallel."""
+        if units := list(units):
+            self.systemctl("start", "--no-block", *units)
+
+    def stop(self, units: Iterable[str]) -> None:
+        if units := list(units):
+            self.systemctl("stop", *units)
+
+    def restart(self, unit: str) -> None:
+        """Stop then start ``unit``, waiting for both (a stop waits for TimeoutStopSec)."""
+        self.systemctl("restart", unit)
+
+    def reload_or_restart(self, unit: str) -> None:
+        """Reload ``unit`` if it is active, else start it; wait for the job to end."""
+        self.systemctl("reload-or-restart", unit)
+
+    def is_active(self, unit: str) -> bool:
+        return self.run(["systemctl", "is-active", "--quiet", unit]).returncode == 0
+
+    def reset_failed(self, units: Iterable[str]) -> None:
+        """Forget earlier failures of ``units``; a unit systemd does not know is no error."""
+        if units := list(units):
+            self.run(["systemctl", "reset-failed", *units])
+
+    def journal_tail(self, unit: str, lines: int = 5) -> str:
+        result = self.run(["journalctl", "-u", unit, "-n", str(lines), "--no-pager",
+                           "-o", "cat"])
+        return " | ".join(line.strip() for line in result.stdout.splitlines() if line.strip())
+
+    def run_later(self, name: str, delay: int, description: str, argv: Sequence[str]) -> None:
+        """Run ``argv`` once, ``delay`` seconds from now, as a transient timer named
+        ``name``-*; a pending one of that name is replaced."""
+        self.cancel_later(name)
+        result = self.run(["systemd-run", "--quiet", f"--unit={name}-{time.time_ns()}",
+                           f"--on-active={delay}", "--timer-property=AccuracySec=1s",
+                           "--timer-property=RemainAfterElapse=no",
+                           f"--description={description}", *argv])
+        if result.returncode != 0:
+            raise DograhError(f"scheduling {name} failed: {result.stderr.strip()}")
+
+    def cancel_later(self, name: str) -> None:
+        self.run(["systemctl", "stop", f"{name}-*.timer"])
 
 
-def running_instances(template: str) -> set[int]:
-    """Instances that are running or on their way up or down."""
-    out = systemctl("list-units", "--all", "--plain", "--no-legend", "--full",
-                    f"{template}*.service")
-    found = set()
-    for line in out.splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[2] in ("active", "activating", "reloading",
-                                              "deactivating"):
-            found.add(instance_of(fields[0]))
-    return found
+def _number(text: str | None) -> int:
+    return int(text) if text and text.isdigit() else 0
 
 
-def journal_tail(unit: str, lines: int = 5) -> str:
-    result = subprocess.run(["journalctl", "-u", unit, "-n", str(lines), "--no-pager",
-                             "-o", "cat"], capture_output=True, text=True)
-    return " | ".join(line.strip() for line in result.stdout.splitlines() if line.strip())
-
-
-def current_fleet() -> Fleet:
-    """What runs or is enabled now; either one makes an instance part of the fleet."""
-    singletons = show(SINGLETONS)
-    return Fleet(
-        api_ports=frozenset(enabled_instances(API_TEMPLATE) | running_instances(API_TEMPLATE)),
-        arq_indices=frozenset(enabled_instances(ARQ_TEMPLATE) | running_instances(ARQ_TEMPLATE)),
-        singletons=frozenset(unit for unit, state in singletons.items()
-                             if state.enabled == "enabled" or state.active in ("active", "activating")),
-    )
-
-
-def reset_failed(units: Iterable[str]) -> None:
-    if units := list(units):
-        subprocess.run(["systemctl", "reset-failed", *units], capture_output=True)
+def _timestamp(text: str) -> float:
+    """``@1732212345`` (--timestamp=unix) in seconds; 0 when empty."""
+    try:
+        return float(text.lstrip("@")) if text else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _rss(pid: int) -> int | None:

@@ -1,19 +1,43 @@
 """Render every unit and nginx file from the jinja2 templates.
 
-Templates are the only source of generated files; undefined variables are
-errors, so a template and the settings can never silently disagree.
+Templates are the only source of generated files. Undefined variables are
+errors, and so is any rendered value holding a control character: a newline
+inside a value would start a new line, even a new section, in a unit file.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
-from . import files, paths
-from .config import UPSTREAM_KEEPALIVE_TIMEOUT, WORKER_KEEPALIVE_TIMEOUT, Settings
+from . import files, paths, values
+from .config import RoleSettings, Settings
+from .roles import Kind
+from .worker import contract
+
+
+@dataclass(frozen=True)
+class Member:
+    """One API worker in the nginx upstream: where nginx dials it, and its weight."""
+
+    address: str
+    port: int
+    weight: int = 1
+
+    @property
+    def endpoint(self) -> str:
+        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+
+
+def _finalize(value: object) -> object:
+    if isinstance(value, str | Path):
+        values.no_control_characters(str(value))
+    return value
 
 
 def _exec_word(word: object) -> str:
@@ -28,9 +52,10 @@ def _exec_word(word: object) -> str:
 
 
 def _exec_line(words: Iterable[object]) -> str:
-    return " ".join(_exec_word(w) for w in words)
+    return " ".join(_exec_word(values.no_control_characters(str(w))) for w in words)
 
 
+@functools.cache
 def _environment(template_dir: Path) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dir),
@@ -39,6 +64,7 @@ def _environment(template_dir: Path) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         autoescape=False,
+        finalize=_finalize,
     )
     env.filters["exec_line"] = _exec_line
     return env
@@ -47,20 +73,24 @@ def _environment(template_dir: Path) -> jinja2.Environment:
 def _header(template: Path, settings: Settings) -> str:
     mark = files.GENERATED_MARK.removeprefix("# ")
     return (f"{mark} from {template}; do not edit. "
-            f"Change {settings.config_path} and run: dograhctl render")
+            f"Change {settings.config_path} and run: dograhctl scale")
 
 
-def nginx_host(host: str) -> str:
-    """The address nginx dials for a worker bound to ``host``."""
+def dial_address(host: str) -> str:
+    """The address nginx dials for a worker bound to ``host`` (and the address it
+    connects from, so the one the worker trusts for forwarded headers)."""
     address = ipaddress.ip_address(host)
     if address.is_unspecified:
         address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
-    return f"[{address}]" if address.version == 6 else str(address)
+    return str(address)
 
 
-def nginx_listens(listen: str) -> list[str]:
+def _listens(settings: Settings) -> list[str]:
     """A bare port listens on IPv4 and IPv6, as Debian's default site does."""
-    return [listen, f"[::]:{listen}"] if listen.isdigit() else [listen]
+    address, port = settings.nginx_listen
+    if address is None:
+        return [str(port), f"[::]:{port}"]
+    return [Member(address, port).endpoint]
 
 
 def _launched(settings: Settings, command: tuple[str, ...]) -> tuple[str, ...]:
@@ -73,66 +103,75 @@ def _launched(settings: Settings, command: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _context(settings: Settings) -> dict[str, object]:
+    migration = next((r for r in settings.roles.values()
+                      if r.role.kind is Kind.MIGRATION and r.count), None)
     return {
         "config_path": settings.config_path,
         "env_files": settings.env_files,
         "app": settings.app,
         "app_dir": settings.app_dir,
-        "app_dir_in_home": settings.app_dir.is_relative_to("/home")
-        or settings.app_dir.is_relative_to("/root"),
+        "paths_in_home": settings.paths_in_home,
         "python": settings.python,
         "host": settings.host,
-        "worker_keepalive": WORKER_KEEPALIVE_TIMEOUT,
-        "upstream_keepalive": UPSTREAM_KEEPALIVE_TIMEOUT,
-        "arq_command": _launched(settings, settings.arq_command),
-        "ari_manager_command": _launched(settings, settings.ari_manager_command),
-        "campaign_orchestrator_command": _launched(settings,
-                                                   settings.campaign_orchestrator_command),
-        "migrate_command": settings.resolve_command(settings.migrate_command)
-        if settings.migrate_command else (),
+        "trusted_proxy": dial_address(settings.host),
         "runtime_path": paths.RUNTIME_PATH,
-        "nginx_listens": nginx_listens(settings.nginx_listen),
+        "migration_unit": migration.role.unit_file if migration else "",
+        "contract": contract,
+        "nginx_listens": _listens(settings),
         "nginx_server_name": settings.nginx_server_name,
         "nginx_location": settings.nginx_location,
         "upstream_path": paths.NGINX_UPSTREAM,
-        "host_for_nginx": nginx_host(settings.host),
     }
 
 
-MIGRATE_UNIT = "dograh-migrate.service"
-
-
-def unit_templates() -> list[Path]:
-    """The unit templates; partials (``_*.j2``) are only included by them."""
-    return [t for t in sorted(paths.UNIT_TEMPLATES.glob("*.j2")) if not t.name.startswith("_")]
+def _render_role(env: jinja2.Environment, settings: Settings, context: dict[str, object],
+                 role_settings: RoleSettings) -> str:
+    role = role_settings.role
+    template = paths.UNIT_TEMPLATES / role.template
+    command = role_settings.command
+    if role.kind is Kind.MIGRATION:
+        command = settings.resolve_command(command)
+    elif command:
+        command = _launched(settings, command)
+    return env.get_template(role.template).render(
+        context, header=_header(template, settings), role=role, command=command)
 
 
 def render_units(settings: Settings) -> dict[Path, str]:
-    """Every unit file the settings call for, keyed by its installed path."""
+    """Every unit file the config calls for, and dograh.target; keyed by installed path.
+    A switched-off singleton keeps its (disabled) unit; a migration needs a command."""
     env = _environment(paths.UNIT_TEMPLATES)
     context = _context(settings)
     rendered = {}
-    for template in unit_templates():
-        if template.stem == MIGRATE_UNIT and not settings.migrate_command:
+    for role_settings in settings.roles.values():
+        role = role_settings.role
+        if role.kind is Kind.MIGRATION and not role_settings.command:
             continue
-        text = env.get_template(template.name).render(context, header=_header(template, settings))
-        rendered[paths.UNIT_DIR / template.stem] = text
+        rendered[paths.UNIT_DIR / role.unit_file] = _render_role(env, settings, context,
+                                                                 role_settings)
+    target = paths.UNIT_TEMPLATES / f"{paths.TARGET}.j2"
+    rendered[paths.UNIT_DIR / paths.TARGET] = env.get_template(target.name).render(
+        context, header=_header(target, settings))
     return rendered
 
 
-def render_nginx(settings: Settings, api_ports: Iterable[int],
-                 weights: Mapping[int, int] | None = None) -> dict[Path, str]:
-    """The nginx site and its upstream listing ``api_ports`` (weight 1 unless given)."""
-    ports = sorted(api_ports)
-    if not ports:
+def unit_file_names(settings: Settings) -> list[str]:
+    """Every unit file name the role table can render, switched on or not."""
+    return [r.role.unit_file for r in settings.roles.values()] + [paths.TARGET]
+
+
+def render_nginx(settings: Settings, members: Iterable[Member]) -> dict[Path, str]:
+    """The nginx site, and its upstream of ``members``."""
+    members = sorted(members, key=lambda m: (m.address, m.port))
+    if not members:
         raise ValueError("an nginx upstream needs at least one API worker")
     env = _environment(paths.NGINX_TEMPLATES)
     context = _context(settings)
     site = paths.NGINX_TEMPLATES / "dograh-site.j2"
     upstream = paths.NGINX_TEMPLATES / "dograh-upstream.j2"
     return {
-        paths.NGINX_SITE: env.get_template(site.name).render(context, header=_header(site, settings)),
+        paths.NGINX_SITE: env.get_template(site.name).render(
+            context, header=_header(site, settings)),
         paths.NGINX_UPSTREAM: env.get_template(upstream.name).render(
-            context, header=_header(upstream, settings), api_ports=ports,
-            weights={port: (weights or {}).get(port, 1) for port in ports}),
+            context, header=_header(upstream, settings), members=members),
     }

@@ -1,7 +1,8 @@
 """An example ASGI app shaped like Dograh's API, served when no app is configured.
 
 - ``GET /api/v1/health``: liveness, as Dograh's own.
-- ``GET /api/v1/worker``: which worker (port, pid, package version) answered.
+- ``GET /api/v1/worker``: which worker (port, pid, package version) answered,
+  and the client's address and scheme as the app sees them.
 - ``WS /api/v1/call``: holds a "call" open, echoing every message, until the
   client hangs up.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 
 from .. import __version__
 
@@ -28,9 +29,12 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@app.get("/api/v1/worker")
-async def worker() -> dict[str, int | str]:
-    return {"port": WORKER_PORT, "pid": os.getpid(), "version": __version__}
+# No response model: FastAPI 0.92 (Debian 12) cannot validate a dict of mixed values.
+@app.get("/api/v1/worker", response_model=None)
+async def worker(request: Request) -> dict[str, object]:
+    return {"port": WORKER_PORT, "pid": os.getpid(), "version": __version__,
+            "client": request.client.host if request.client else "",
+            "scheme": request.url.scheme}
 
 
 @app.websocket("/api/v1/call")

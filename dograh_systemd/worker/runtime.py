@@ -1,17 +1,17 @@
 """Serve an ASGI app with uvicorn and speak sd_notify to systemd.
 
 READY=1 is sent once the app's startup finished and the port accepts a
-connection; WATCHDOG=1 comes from the serving event loop, so a blocked loop
-stops the pings; STATUS= carries the live counts; STOPPING=1 marks shutdown.
-Works with uvicorn 0.17.6 (Debian 12) through current releases: it only uses
-Server.startup/shutdown and Server.started, which all of them have.
+connection; the heartbeat on the serving event loop pings the watchdog and
+publishes the Status line; a stalled loop gets its stack written to the
+journal; STOPPING=1 marks shutdown. Works with uvicorn 0.17.6 (Debian 12)
+through current releases: it only uses Server.startup/shutdown and
+Server.started, which all of them have.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import sys
 import threading
 from dataclasses import dataclass
@@ -21,7 +21,11 @@ import sdnotify
 import uvicorn
 from uvicorn.importer import import_from_string
 
-from .live_counts import STATUS_INTERVAL, LiveCounts
+from . import contract
+from .contract import Load
+from .heartbeat import Heartbeat, watchdog_interval, watchdog_timeout
+from .live_counts import LiveCounts
+from .loop_watch import LoopLag, StallWatch, write_stacks_on_abort
 
 
 @dataclass(frozen=True)
@@ -30,16 +34,7 @@ class WorkerOptions:
     app_dir: Path
     host: str
     port: int
-    keep_alive: int
-    stop_timeout: int
-
-
-def watchdog_interval() -> float | None:
-    """How often to ping: a quarter of WatchdogSec, or None without a watchdog."""
-    usec = os.environ.get("WATCHDOG_USEC")
-    if not usec or os.environ.get("WATCHDOG_PID", str(os.getpid())) != str(os.getpid()):
-        return None
-    return int(usec) / 1_000_000 / 4
+    trusted_proxy: str
 
 
 class StartupPings:
@@ -74,7 +69,16 @@ class NotifyingServer(uvicorn.Server):
         self.counts = counts
         self.notifier = notifier
         self.startup_pings = startup_pings
-        self.heartbeat: asyncio.Task[None] | None = None
+        self.lag = LoopLag()
+        self.stall = StallWatch(threading.get_ident(),
+                                watchdog_timeout() or contract.WATCHDOG_TIMEOUT)
+        self.heartbeat = Heartbeat(notifier, self.load, registry=False, lag=self.lag,
+                                   stall=self.stall)
+        self.beating: asyncio.Task[None] | None = None
+
+    def load(self) -> Load:
+        return Load(websockets=self.counts.websockets, requests=self.counts.requests,
+                    served=self.counts.served, lag_p95_ms=self.lag.p95_ms())
 
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
         await super().startup(sockets=sockets)
@@ -82,8 +86,9 @@ class NotifyingServer(uvicorn.Server):
             return
         await self._wait_until_accepting()
         self.startup_pings.stop()
-        self.notifier.notify(f"READY=1\nSTATUS={self.counts.status()}")
-        self.heartbeat = asyncio.get_running_loop().create_task(self._beat())
+        self.notifier.notify(f"READY=1\nSTATUS={self.heartbeat.status()}")
+        self.stall.start()
+        self.beating = asyncio.get_running_loop().create_task(self.heartbeat.run())
 
     async def _wait_until_accepting(self) -> None:
         host = self.config.host
@@ -92,34 +97,17 @@ class NotifyingServer(uvicorn.Server):
         _, writer = await asyncio.open_connection(host, self.config.port)
         writer.close()
 
-    async def _beat(self) -> None:
-        """Publish changed counts promptly; ping the watchdog on its own cadence."""
-        interval = watchdog_interval()
-        loop = asyncio.get_running_loop()
-        next_ping = loop.time()
-        last_status = ""
-        while True:
-            parts = []
-            if interval and loop.time() >= next_ping:
-                parts.append("WATCHDOG=1")
-                next_ping = loop.time() + interval
-            status = self.counts.status()
-            if status != last_status:
-                parts.append(f"STATUS={status}")
-                last_status = status
-            if parts:
-                self.notifier.notify("\n".join(parts))
-            await asyncio.sleep(STATUS_INTERVAL)
-
     async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[override]
-        self.notifier.notify(f"STOPPING=1\nSTATUS=stopping: {self.counts.status()}")
-        if self.heartbeat:
-            self.heartbeat.cancel()
+        self.notifier.notify(f"STOPPING=1\nSTATUS=stopping: {self.heartbeat.status()}")
+        self.stall.stop()
+        if self.beating:
+            self.beating.cancel()
         await super().shutdown(sockets=sockets)
 
 
 def serve(options: WorkerOptions) -> int:
     """Run the worker until it is told to stop; the exit code for the process."""
+    write_stacks_on_abort(threading.get_ident())
     notifier = sdnotify.SystemdNotifier()
     pings = StartupPings(notifier, watchdog_interval())
     notifier.notify(f"STATUS=starting {options.app}")
@@ -128,17 +116,17 @@ def serve(options: WorkerOptions) -> int:
     extra = {}
     if "timeout_graceful_shutdown" in inspect.signature(uvicorn.Config).parameters:
         # Bound a stop below systemd's TimeoutStopSec (uvicorn >= 0.22).
-        extra["timeout_graceful_shutdown"] = options.stop_timeout
+        extra["timeout_graceful_shutdown"] = contract.GRACEFUL_SHUTDOWN
     config = uvicorn.Config(
         counts,
         host=options.host,
         port=options.port,
-        timeout_keep_alive=options.keep_alive,
+        timeout_keep_alive=contract.WORKER_KEEPALIVE,
         # nginx logs every request already; the journal keeps the app's own logs.
         access_log=False,
         use_colors=False,
         proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
+        forwarded_allow_ips=options.trusted_proxy,
         **extra,
     )
     server = NotifyingServer(config, counts, notifier, pings)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
+
+from dograh_systemd.worker import contract
 
 from .container import Container
 
@@ -36,7 +37,9 @@ class Load:
 
 
 def live_calls(ct: Container, port: int) -> tuple[int, int]:
+    """(live calls, requests in flight) from a worker's Status line."""
     text = ct.run("systemctl", "show", "-p", "StatusText", "--value",
-                  f"dograh-api@{port}.service").stdout
-    calls, requests = re.match(r"(\d+) calls, (\d+) requests in flight", text).groups()
-    return int(calls), int(requests)
+                  f"dograh-api@{port}.service").stdout.strip()
+    load = contract.parse_status(text)
+    assert load is not None, f"dograh-api@{port}: no load in its Status line {text!r}"
+    return load.calls, load.requests

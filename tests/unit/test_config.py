@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dograh_systemd import config
+from dograh_systemd import config, roles
 from dograh_systemd.config import ConfigError
 
 
@@ -16,12 +16,13 @@ def load(tmp_path: Path, text: str) -> config.Settings:
 
 def test_defaults_follow_dograh(tmp_path: Path) -> None:
     settings = load(tmp_path, "")
-    assert settings.fastapi_workers == config.default_workers()
-    assert 1 <= settings.fastapi_workers <= 8
-    assert settings.arq_workers == 1
+    assert settings.api_workers == roles.default_api_workers()
+    assert 1 <= settings.api_workers <= 8
+    assert settings.role("arq").count == 1
     assert settings.base_port == 8000
     assert settings.host == "127.0.0.1"
-    assert settings.enable_ari_manager and settings.enable_campaign_orchestrator
+    assert settings.role("ari-manager").count == settings.role("campaign-orchestrator").count == 1
+    assert settings.role("migrate").count == 0
     assert settings.app == config.EXAMPLE_APP
 
 
@@ -39,13 +40,14 @@ DOGRAH_APP=api.app:app
 DOGRAH_ARQ_COMMAND='python -m arq api.tasks.arq.WorkerSettings --custom-log-dict api.tasks.arq.LOG_CONFIG'
 DOGRAH_ENV_FILES=/srv/dograh/api/.env /etc/dograh/extra.env
 """)
-    assert settings.fastapi_workers == 6
-    assert settings.arq_workers == 3
-    assert settings.api_ports(6) == frozenset(range(9000, 9006))
-    assert not settings.enable_ari_manager
-    assert not settings.enable_campaign_orchestrator
+    assert settings.api_workers == 6
+    assert settings.role("arq").count == 3
+    assert list(settings.band_ports(0))[:2] == [9000, 9001]
+    assert list(settings.band_ports(1))[:1] == [9100]
+    assert settings.role("ari-manager").count == 0
+    assert settings.role("campaign-orchestrator").count == 0
     assert settings.env_files == (Path("/srv/dograh/api/.env"), Path("/etc/dograh/extra.env"))
-    assert settings.resolve_command(settings.arq_command) == (
+    assert settings.resolve_command(settings.role("arq").command) == (
         "/srv/dograh/venv/bin/python", "-m", "arq", "api.tasks.arq.WorkerSettings",
         "--custom-log-dict", "api.tasks.arq.LOG_CONFIG")
 
@@ -67,6 +69,17 @@ DOGRAH_ENV_FILES=/srv/dograh/api/.env /etc/dograh/extra.env
     ("DOGRAH_NGINX_LISTEN=eighty", "DOGRAH_NGINX_LISTEN", "port"),
     ("DOGRAH_NGINX_SERVER_NAME=a;b", "DOGRAH_NGINX_SERVER_NAME", "host names"),
     ("DOGRAH_NGINX_LOCATION=/api", "DOGRAH_NGINX_LOCATION", "starts and ends with /"),
+    # Hostile or sloppy values that once went through.
+    ('DOGRAH_ARI_MANAGER_COMMAND="/usr/bin/touch /x \'\n[X-Dograh]\n\'"',
+     "DOGRAH_ARI_MANAGER_COMMAND", "command line"),
+    ("UVICORN_HOST=fe80::1%eth0", "UVICORN_HOST", "without a scope id"),
+    ("DOGRAH_NGINX_LISTEN=8_0", "DOGRAH_NGINX_LISTEN", "port"),
+    ("DOGRAH_NGINX_LISTEN=+80", "DOGRAH_NGINX_LISTEN", "port"),
+    ("DOGRAH_NGINX_LISTEN=\u0668\u0660", "DOGRAH_NGINX_LISTEN", "port"),
+    ("FASTAPI_WORKERS=\u0664", "FASTAPI_WORKERS", "1..64"),
+    ("DOGRAH_NGINX_LISTEN=8005", "DOGRAH_NGINX_LISTEN", "outside them"),
+    ("DOGRAH_NGINX_LISTEN=127.0.0.1:8120", "DOGRAH_NGINX_LISTEN", "8000-8063 and 8100-8163"),
+    ('DOGRAH_NGINX_SERVER_NAME="a\tb"', "DOGRAH_NGINX_SERVER_NAME", "host names"),
 ])
 def test_bad_value_names_key_file_and_allowed(tmp_path: Path, line: str, key: str,
                                               allowed: str) -> None:
@@ -76,6 +89,17 @@ def test_bad_value_names_key_file_and_allowed(tmp_path: Path, line: str, key: st
     assert message.startswith(f"{tmp_path / 'dograh.env'}: {key}=")
     assert allowed in message
     assert "\n" not in message
+
+
+def test_control_characters_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="control character"):
+        load(tmp_path, 'DOGRAH_ARI_MANAGER_COMMAND="/usr/bin/touch /x \'\n[X-Dograh]\n\'"\n')
+
+
+def test_listen_forms(tmp_path: Path) -> None:
+    assert load(tmp_path, "DOGRAH_NGINX_LISTEN=8080\n").nginx_listen == (None, 8080)
+    assert load(tmp_path, "DOGRAH_NGINX_LISTEN=10.0.0.5:80\n").nginx_listen == ("10.0.0.5", 80)
+    assert load(tmp_path, "DOGRAH_NGINX_LISTEN=[::1]:80\n").nginx_listen == ("::1", 80)
 
 
 def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
@@ -89,12 +113,27 @@ def test_config_path_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOGRAH_CONFIG", "/etc/other.env")
     assert config.config_path() == Path("/etc/other.env")
     assert config.config_path("/tmp/x.env") == Path("/tmp/x.env")
+    with pytest.raises(ConfigError, match="must be given as an absolute path"):
+        config.config_path("dograh.env")
 
 
 def test_settings_are_immutable(tmp_path: Path) -> None:
     settings = load(tmp_path, "")
     with pytest.raises(AttributeError):
-        settings.fastapi_workers = 3  # type: ignore[misc]
+        settings.base_port = 3  # type: ignore[misc]
+
+
+def test_every_key_dograhctl_reads_is_known(tmp_path: Path) -> None:
+    """package_keys() names exactly the keys parsing reads: the rest is the app's."""
+    read: set[str] = set()
+
+    class Recording(dict[str, str]):
+        def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+            read.add(key)
+            return super().get(key, default)
+
+    config.parse(tmp_path / "dograh.env", Recording())
+    assert read == config.package_keys()
 
 
 def test_a_dograh_checkout_changes_the_defaults_not_explicit_keys(tmp_path: Path) -> None:
@@ -104,7 +143,13 @@ def test_a_dograh_checkout_changes_the_defaults_not_explicit_keys(tmp_path: Path
     assert settings.app_dir == Path("/srv/dograh")
     assert settings.python == Path("/opt/py313/bin/python")  # explicit wins
     assert settings.env_files == (Path("/srv/dograh/api/.env"),)
-    assert settings.migrate_command == ("python", "-m", "alembic", "-c", "api/alembic.ini",
-                                        "upgrade", "head")
+    assert settings.role("migrate").command == ("python", "-m", "alembic", "-c",
+                                                "api/alembic.ini", "upgrade", "head")
     with pytest.raises(ConfigError, match="DOGRAH_CHECKOUT='srv/dograh' is invalid"):
         load(tmp_path, "DOGRAH_CHECKOUT=srv/dograh\n")
+
+
+def test_a_python_under_home_keeps_home_readable(tmp_path: Path) -> None:
+    assert not load(tmp_path, "").paths_in_home
+    assert load(tmp_path, "DOGRAH_PYTHON=/home/app/.pyenv/versions/3.13/bin/python\n").paths_in_home
+    assert load(tmp_path, "DOGRAH_ENV_FILES=/root/dograh.env\n").paths_in_home

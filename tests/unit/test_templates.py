@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import jinja2
 import pytest
 
 from dograh_systemd import config, paths, templates
+from dograh_systemd.templates import Member
+from dograh_systemd.worker import contract
 
 
 @pytest.fixture
@@ -17,6 +21,14 @@ def settings(tmp_path: Path) -> config.Settings:
                     "DOGRAH_ARQ_COMMAND=python -m arq api.tasks.arq.WorkerSettings\n"
                     "DOGRAH_ARI_MANAGER_COMMAND=/usr/bin/env 'A B=50%' python -c 'print($x)'\n")
     return config.load(path)
+
+
+def unit(settings: config.Settings, name: str) -> str:
+    return templates.render_units(settings)[paths.UNIT_DIR / name]
+
+
+def members(*ports: int, weights: dict[int, int] | None = None) -> list[Member]:
+    return [Member("127.0.0.1", port, (weights or {}).get(port, 1)) for port in ports]
 
 
 def test_every_unit_is_rendered(settings: config.Settings) -> None:
@@ -32,44 +44,76 @@ def test_every_unit_is_rendered(settings: config.Settings) -> None:
             assert "WantedBy=dograh.target" in text
             assert "User=dograh" in text
             assert "EnvironmentFile=/srv/dograh/api/.env" in text
+            assert "After=network-online.target redis-server.service postgresql.service" in text
             assert re.search(r"^SyslogIdentifier=dograh-[a-z-]+$", text, re.M)
 
 
 def test_api_unit_runs_the_worker_runtime(settings: config.Settings) -> None:
-    unit = templates.render_units(settings)[paths.UNIT_DIR / "dograh-api@.service"]
+    text = unit(settings, "dograh-api@.service")
     assert ("ExecStart=/srv/dograh/venv/bin/python -m dograh_systemd.worker --app api.app:app "
-            "--app-dir /srv/dograh --host 127.0.0.1 --port %i --keep-alive 75") in unit
-    assert "Type=notify" in unit
-    assert "WatchdogSignal=SIGABRT" in unit
-    assert "WorkingDirectory=/srv/dograh" in unit
-    assert "MemoryDenyWriteExecute=yes" not in unit
+            "--app-dir /srv/dograh --host 127.0.0.1 --port %i --trusted-proxy 127.0.0.1\n") in text
+    assert "Type=notify" in text
+    assert "WatchdogSignal=SIGABRT" in text
+    assert "WorkingDirectory=/srv/dograh" in text
+    assert "MemoryDenyWriteExecute=yes" not in text
+
+
+def test_timeouts_come_from_the_contract(settings: config.Settings) -> None:
+    text = unit(settings, "dograh-api@.service")
+    assert f"TimeoutStartSec={contract.START_TIMEOUT}\n" in text
+    assert f"TimeoutStopSec={contract.STOP_TIMEOUT}\n" in text
+    assert f"WatchdogSec={contract.WATCHDOG_TIMEOUT}\n" in text
+    assert contract.READY_WAIT > contract.START_TIMEOUT
+    assert contract.GRACEFUL_SHUTDOWN < contract.STOP_TIMEOUT
+    assert contract.STALL_REPORT_FRACTION < 1
+
+
+def test_singletons_share_one_template(settings: config.Settings) -> None:
+    ari = unit(settings, "dograh-ari-manager.service")
+    orchestrator = unit(settings, "dograh-campaign-orchestrator.service")
+    assert "Description=Dograh ARI manager (Asterisk channels)\n" in ari
+    assert "Description=Dograh campaign orchestrator (campaign scheduling)\n" in orchestrator
+    assert "dograh-singleton.service.j2" in ari and "dograh-singleton.service.j2" in orchestrator
 
 
 def test_commands_are_quoted_for_systemd(settings: config.Settings) -> None:
-    units = templates.render_units(settings)
-    arq = units[paths.UNIT_DIR / "dograh-arq@.service"]
+    arq = unit(settings, "dograh-arq@.service")
     # python -m runs under DOGRAH_PYTHON, through the launcher that strips colours.
     assert ("ExecStart=/srv/dograh/venv/bin/python -m dograh_systemd.worker.plain_output "
             "-m arq api.tasks.arq.WorkerSettings\n") in arq
-    ari = units[paths.UNIT_DIR / "dograh-ari-manager.service"]
+    ari = unit(settings, "dograh-ari-manager.service")
     # % and $ are systemd specifiers and variables: escaped; spaces and quotes: quoted.
     assert 'ExecStart=/usr/bin/env "A B=50%%" python -c print($$x)\n' in ari
 
 
-def test_upstream_lists_exactly_the_ports(settings: config.Settings) -> None:
-    files = templates.render_nginx(settings, [8002, 8000, 8001])
+def test_a_control_character_never_reaches_a_file(tmp_path: Path) -> None:
+    (tmp_path / "x.j2").write_text("ExecStart={{ value }}\n")
+    env = templates._environment(tmp_path)
+    with pytest.raises(ValueError, match="control character"):
+        env.get_template("x.j2").render(value="/bin/true\n[X-Dograh]")
+    with pytest.raises(ValueError, match="control character"):
+        templates._exec_line(["/usr/bin/touch", "/x '\n[X-Dograh]\n'"])
+
+
+def test_upstream_lists_exactly_the_members(settings: config.Settings) -> None:
+    files = templates.render_nginx(settings, members(8002, 8000, 8001))
     upstream = files[paths.NGINX_UPSTREAM]
     assert re.findall(r"server 127\.0\.0\.1:(\d+) max_fails=3 fail_timeout=10s;", upstream) == [
         "8000", "8001", "8002"]
     body = re.sub(r"#.*", "", upstream)
     # zone so nginx workers share counts; the method before keepalive, as nginx requires.
     assert body.index("zone dograh_api") < body.index("least_conn") < body.index("keepalive 32")
-    assert f"keepalive_timeout {config.UPSTREAM_KEEPALIVE_TIMEOUT}s;" in body
-    assert config.WORKER_KEEPALIVE_TIMEOUT > config.UPSTREAM_KEEPALIVE_TIMEOUT
+    assert f"keepalive_timeout {contract.UPSTREAM_KEEPALIVE}s;" in body
+    assert contract.WORKER_KEEPALIVE > contract.UPSTREAM_KEEPALIVE
+
+
+def test_ipv6_members_are_bracketed(settings: config.Settings) -> None:
+    upstream = templates.render_nginx(settings, [Member("::1", 8000)])[paths.NGINX_UPSTREAM]
+    assert "server [::1]:8000 max_fails=3" in upstream
 
 
 def test_site_proxies_calls_and_keeps_upstream_keepalive(settings: config.Settings) -> None:
-    site = templates.render_nginx(settings, [8000])[paths.NGINX_SITE]
+    site = templates.render_nginx(settings, members(8000))[paths.NGINX_SITE]
     assert re.search(r"map \$http_upgrade \$dograh_upstream_connection \{\s+default upgrade;"
                      r"\s+''\s+'';", site)
     assert "proxy_set_header Connection $dograh_upstream_connection;" in site
@@ -79,13 +123,16 @@ def test_site_proxies_calls_and_keeps_upstream_keepalive(settings: config.Settin
     assert "location /api/ {" in site
     assert f"include {paths.NGINX_UPSTREAM};" in site
     assert "listen 80;" in site and "listen [::]:80;" in site
-    assert "default_server" not in site  # the admin's default site stays the default
 
 
-def test_unspecified_host_is_dialled_on_loopback() -> None:
-    assert templates.nginx_host("0.0.0.0") == "127.0.0.1"
-    assert templates.nginx_host("::") == "[::1]"
-    assert templates.nginx_host("10.0.0.5") == "10.0.0.5"
+def test_the_worker_trusts_the_address_nginx_dials(tmp_path: Path) -> None:
+    for host, dialled in (("0.0.0.0", "127.0.0.1"), ("::", "::1"), ("::1", "::1"),
+                          ("10.0.0.5", "10.0.0.5")):
+        path = tmp_path / "dograh.env"
+        path.write_text(f"UVICORN_HOST={host}\n")
+        text = unit(config.load(path), "dograh-api@.service")
+        assert f"--host {host} --port %i --trusted-proxy {dialled}\n" in text
+        assert templates.dial_address(host) == dialled
 
 
 def test_empty_upstream_is_refused(settings: config.Settings) -> None:
@@ -100,8 +147,8 @@ def test_undefined_variable_is_an_error(tmp_path: Path) -> None:
 
 
 def test_weights_appear_only_where_not_one(settings: config.Settings) -> None:
-    upstream = templates.render_nginx(settings, [8000, 8001, 8002],
-                                      {8000: 1, 8001: 1, 8002: 10})[paths.NGINX_UPSTREAM]
+    upstream = templates.render_nginx(settings, members(8000, 8001, 8002, weights={8002: 10}))[
+        paths.NGINX_UPSTREAM]
     assert "server 127.0.0.1:8000 max_fails=3" in upstream
     assert "server 127.0.0.1:8002 weight=10 max_fails=3" in upstream
 
@@ -115,8 +162,6 @@ def test_a_dograh_checkout_gets_dograhs_commands_and_migrations(tmp_path: Path) 
     assert ("ExecStart=/srv/dograh/venv/bin/python -m alembic -c api/alembic.ini upgrade head"
             in migrate)
     assert "Type=oneshot\nRemainAfterExit=yes\n" in migrate
-    assert ("ExecReload=/srv/dograh/venv/bin/python -m alembic -c api/alembic.ini upgrade head"
-            in migrate)
     api = units[paths.UNIT_DIR / "dograh-api@.service"]
     assert "--app api.app:app --app-dir /srv/dograh" in api
     assert "EnvironmentFile=/srv/dograh/api/.env" in api
@@ -126,9 +171,9 @@ def test_a_dograh_checkout_gets_dograhs_commands_and_migrations(tmp_path: Path) 
                           "api.services.campaign.campaign_orchestrator"),
                          ("dograh-arq@.service", "arq api.tasks.arq.WorkerSettings "
                           "--custom-log-dict api.tasks.arq.LOG_CONFIG")]:
-        unit = units[paths.UNIT_DIR / name]
-        assert f"ExecStart={launcher} -m {module}\n" in unit
-        assert "Requires=dograh-migrate.service\nAfter=dograh-migrate.service" in unit
+        text = units[paths.UNIT_DIR / name]
+        assert f"ExecStart={launcher} -m {module}\n" in text
+        assert "Requires=dograh-migrate.service\nAfter=dograh-migrate.service" in text
     assert "Requires=dograh-migrate.service" in api
 
 
@@ -136,3 +181,22 @@ def test_no_migration_unit_without_a_command(settings: config.Settings) -> None:
     units = templates.render_units(settings)
     assert paths.UNIT_DIR / "dograh-migrate.service" not in units
     assert all("dograh-migrate" not in text for text in units.values())
+
+
+def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    """Rendered units are valid for systemd itself (a Dograh checkout renders them all)."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    path = tmp_path / "dograh.env"
+    path.write_text("DOGRAH_CHECKOUT=/srv/dograh\n")
+    written = []
+    for unit_path, text in templates.render_units(config.load(path)).items():
+        name = unit_path.name.replace("@.", "@8000.")  # verify an instance of a template
+        (tmp_path / name).write_text(text)
+        written.append(str(tmp_path / name))
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", *written],
+                            capture_output=True, text=True)
+    # Paths of the checkout do not exist here; anything else is an error in a unit.
+    complaints = [line for line in result.stderr.splitlines()
+                  if "/srv/dograh" not in line and "dograh.env" not in line]
+    assert complaints == [], result.stderr

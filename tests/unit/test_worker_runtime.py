@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,9 +57,10 @@ def notify(tmp_path: Path) -> Iterator[Notifications]:
     listener.sock.close()
 
 
-def start_worker(notify: Notifications, app: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000",
-           "DOGRAH_WORKER_PORT": str(port)}
+def start_worker(notify: Notifications, app: str, port: int, watchdog_usec: int = 400000,
+                 **extra_env: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(watchdog_usec),
+           "DOGRAH_WORKER_PORT": str(port), **extra_env}
     env.pop("WATCHDOG_PID", None)
     return subprocess.Popen(
         [sys.executable, "-m", "dograh_systemd.worker", "--app", app, "--app-dir", str(HERE),
@@ -78,7 +81,7 @@ def test_ready_only_once_the_port_accepts(notify: Notifications,
     _, port = worker
     ready = notify.wait_for("READY=1")
     socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    assert "STATUS=0 calls, 0 requests in flight, 0 served" in ready
+    assert "STATUS=0 websockets, 0 requests in flight, 0 served, loop lag p95 0 ms" in ready
 
 
 def test_watchdog_pings_come_from_the_event_loop(
@@ -111,12 +114,12 @@ def test_status_counts_live_calls(notify: Notifications,
         async with websockets.connect(f"ws://127.0.0.1:{port}/call") as one, \
                 websockets.connect(f"ws://127.0.0.1:{port}/call") as two:
             await asyncio.get_running_loop().run_in_executor(
-                None, notify.wait_for, "STATUS=2 calls, 0 requests in flight")
+                None, notify.wait_for, "STATUS=2 websockets, 0 requests in flight")
             await one.send("bye")
             await two.send("bye")
 
     asyncio.run(hold_two_calls())
-    notify.wait_for("STATUS=0 calls, 0 requests in flight, 2 served")
+    notify.wait_for("STATUS=0 websockets, 0 requests in flight")
 
 
 def test_stopping_on_sigterm(notify: Notifications,
@@ -136,3 +139,69 @@ def test_failed_startup_never_reports_ready(notify: Notifications) -> None:
     assert proc.stderr is not None and b"database unreachable" in proc.stderr.read()
     with pytest.raises(AssertionError):
         notify.wait_for("READY=1", timeout=0.5)
+
+
+def test_pid_1_hears_a_few_messages_a_second_under_load(
+        notify: Notifications, worker: tuple[subprocess.Popen[bytes], int]) -> None:
+    """Every request changes the served total; PID 1 must not hear of each one."""
+    _, port = worker
+    notify.wait_for("READY=1")
+    loader = subprocess.Popen([sys.executable, "-c", (
+        "import http.client, time\n"
+        f"c = http.client.HTTPConnection('127.0.0.1', {port})\n"
+        "end = time.monotonic() + 6\n"
+        "while time.monotonic() < end:\n"
+        "    c.request('GET', '/ping'); c.getresponse().read()\n")])
+    first = len(notify.seen)
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        notify.wait_for("WATCHDOG=1")
+    loader.wait(10)
+    statuses = [m for _, m in notify.seen[first:] if "STATUS=" in m]
+    # The served total alone refreshes the line every 5 s; nothing sends more
+    # than one line per 0.25 s.
+    assert 1 <= len(statuses) <= 6 * 4, statuses
+    served = int(statuses[-1].split(" served")[0].rsplit(" ", 1)[1])
+    assert served > 100, statuses
+
+
+def test_loop_lag_p95_shows_a_loop_blocked_200_ms_every_second(notify: Notifications) -> None:
+    proc = start_worker(notify, "worker_apps:app", free_port(), DOGRAH_TEST_BLOCK="1")
+    try:
+        notify.wait_for("READY=1")
+        deadline = time.monotonic() + 20
+        lag = 0
+        while time.monotonic() < deadline and lag < 150:
+            message = notify.wait_for("STATUS=")
+            lag = int(message.split("loop lag p95 ")[1].split(" ms")[0])
+        assert lag >= 150, notify.seen[-3:]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_stalled_loop_writes_its_stack(notify: Notifications) -> None:
+    port = free_port()
+    proc = start_worker(notify, "worker_apps:app", port, watchdog_usec=3_000_000)
+    try:
+        notify.wait_for("READY=1")
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/stall", timeout=10).read()
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=20)
+    text = stderr.decode()
+    assert "Event loop stalled: it has not run for" in text, text[-2000:]
+    assert "Stack of the event loop thread (most recent call last):" in text
+    assert re.search(r'File ".*worker_apps.py", line \d+, in stall\n\s+time.sleep\(1.6\)', text), \
+        text[-3000:]
+
+
+def test_the_watchdog_abort_writes_the_stack_then_aborts(notify: Notifications) -> None:
+    proc = start_worker(notify, "worker_apps:app", free_port())
+    notify.wait_for("READY=1")
+    proc.send_signal(signal.SIGABRT)
+    code = proc.wait(20)
+    text = proc.stderr.read().decode() if proc.stderr else ""
+    assert code == -signal.SIGABRT
+    assert "Watchdog timeout: systemd sent SIGABRT" in text
+    assert re.search(r'File ".*asyncio/.*", line \d+, in run', text), text[-3000:]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +17,28 @@ app = FastAPI()
 async def block() -> dict[str, str]:
     time.sleep(1.5)  # blocks the event loop on purpose
     return {"blocked": "1.5s"}
+
+
+@app.get("/stall")
+async def stall() -> dict[str, str]:
+    time.sleep(1.6)  # longer than a third of the tests' 3 s watchdog
+    return {"stalled": "1.6s"}
+
+
+@app.get("/ping")
+async def ping() -> dict[str, str]:
+    return {"pong": "yes"}
+
+
+@app.on_event("startup")
+async def _every_second_block_200_ms() -> None:
+    """With DOGRAH_TEST_BLOCK=1, the loop is blocked 200 ms of every second."""
+    if os.environ.get("DOGRAH_TEST_BLOCK"):
+        async def blocker() -> None:
+            while True:
+                await asyncio.sleep(0.8)
+                time.sleep(0.2)
+        app.state.blocker = asyncio.get_running_loop().create_task(blocker())
 
 
 @app.websocket("/call")

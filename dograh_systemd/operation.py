@@ -1,0 +1,165 @@
+"""Carry an operation through, phase by phase, so that no interruption can break it.
+
+    start   install the target's unit files, migrate, start what is new, wait for READY
+    switch  nginx sends to the target's API workers, and to no other
+    drain   leaving API workers finish their calls (up to the drain timeout)
+    stop    leaving units stop; unit files no role uses any more go
+    roll    the other roles' running processes restart onto new definitions
+
+The record holds the operation from before its first change and learns each
+phase as it begins. Every phase is idempotent, so the next command finishes an
+interrupted operation by running it again from the phase recorded. A failure
+before nginx switched rolls back to the previous fleet, unit files included;
+once nginx sends to the new workers, an operation only goes forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import drain, paths, rollout, templates, units
+from .context import Context
+from .errors import DograhError
+from .record import Fleet, Operation, Phase, Record
+from .roles import Kind, role_of
+
+ROLLBACK = "rollback"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    operation: Operation
+    calls_cut: int
+
+
+def begin(ctx: Context, op: Operation) -> Outcome:
+    """Record ``op``, then carry it out."""
+    ctx.store.save(Record(op.previous, op))
+    return carry_out(ctx, op)
+
+
+def carry_out(ctx: Context, op: Operation, resumed: bool = False) -> Outcome:
+    """Take the fleet from ``op.previous`` to ``op.target``, from ``op.phase`` on."""
+    if op.phase in (Phase.START, Phase.SWITCH):
+        try:
+            if op.phase is Phase.START:
+                _start(ctx, op)
+                op = _advance(ctx, op, Phase.SWITCH)
+            _switch(ctx, op, resumed)
+        except DograhError as failure:
+            if op.verb == ROLLBACK:
+                raise DograhError(f"{failure}; rolling back did not finish, the next "
+                                  "dograhctl command tries again") from None
+            _roll_back(ctx, op)
+            raise DograhError(f"{failure} (rolled back)") from None
+        deadline = None if op.drain_timeout is None else ctx.clock.time() + op.drain_timeout
+        op = _advance(ctx, op, Phase.DRAIN, drain_deadline=deadline)
+    calls_cut = 0
+    if op.phase is Phase.DRAIN:
+        if op.drain_timeout is not None and op.drain_deadline is not None:
+            calls_cut = drain.until_idle(ctx, _leaving(ctx, op, Kind.API), op.drain_deadline,
+                                         op.drain_timeout)
+        op = _advance(ctx, op, Phase.STOP)
+    if op.phase is Phase.STOP:
+        _stop(ctx, op)
+        op = _advance(ctx, op, Phase.ROLL)
+    if op.phase is Phase.ROLL:
+        _roll(ctx, op)
+    ctx.store.save(Record(op.target))
+    return Outcome(op, calls_cut)
+
+
+def _advance(ctx: Context, op: Operation, phase: Phase, **changes: object) -> Operation:
+    op = op.at(phase, **changes)
+    ctx.store.save(Record(op.previous, op))
+    return op
+
+
+def _start(ctx: Context, op: Operation) -> None:
+    """The target's unit files in place, migrations run, every target unit READY."""
+    settings, systemd = ctx.settings, ctx.systemd
+    units.install(systemd, op.units)
+    wanted = op.target.all_units()
+    systemd.enable([paths.TARGET, *wanted])
+    if op.verb == ROLLBACK:
+        # The previous fleet ran before: start what is missing, expect nothing new.
+        states = systemd.show(wanted)
+        systemd.start_no_block(u for u in wanted if not states[u].running)
+        return
+    for name in op.roll:
+        role = settings.role(name).role
+        if role.kind is Kind.MIGRATION:
+            ctx.report("running migrations")
+            try:
+                systemd.reload_or_restart(role.unit_file)
+            except DograhError:
+                why = systemd.journal_tail(role.unit_file)
+                raise DograhError(f"migrations failed, the running fleet is unchanged; "
+                                  f"journal: {why}") from None
+    states = systemd.show(wanted)
+    # New units, and any of the fleet's that died and stayed down.
+    rollout.start_and_wait(ctx, [unit for unit in wanted if not states[unit].ready])
+
+
+def _switch(ctx: Context, op: Operation, resumed: bool) -> None:
+    """nginx sends to the target's API workers only. A resumed operation reloads
+    even when the files are in place: the interrupted one may not have."""
+    upstream = op.target.upstream
+    if not upstream:
+        return
+    rendered = templates.render_nginx(ctx.settings, upstream)
+    if ctx.nginx.apply(rendered, reload=resumed):
+        ctx.report("nginx upstream dograh_api: " + describe(op.target))
+
+
+def describe(fleet: Fleet) -> str:
+    """Ports, with the weights that are not 1."""
+    return "ports " + " ".join(f"{m.port}" + (f" (weight {m.weight})" if m.weight != 1 else "")
+                               for m in sorted(fleet.upstream, key=lambda m: m.port))
+
+
+def _stop(ctx: Context, op: Operation) -> None:
+    leaving = _leaving(ctx, op)
+    ctx.systemd.stop(leaving)
+    ctx.systemd.disable(leaving)
+    ctx.systemd.reset_failed(leaving)
+    units.prune(ctx.systemd, ctx.settings, op.units)
+
+
+def _roll(ctx: Context, op: Operation) -> None:
+    """Pool workers restart one at a time, each finishing its job first; a singleton
+    stops before it starts, so it never runs twice. Units that started after the
+    operation began already run the new definitions."""
+    for name in op.roll:
+        role = ctx.settings.role(name).role
+        if role.kind not in (Kind.POOL, Kind.SINGLETON):
+            continue
+        for unit in op.target.of(name):
+            if ctx.systemd.show([unit])[unit].since < op.started:
+                ctx.report(f"restarting {unit}")
+                ctx.systemd.restart(unit)
+
+
+def _leaving(ctx: Context, op: Operation, kind: Kind | None = None) -> list[str]:
+    """Units of the fleet's roles that systemd knows (loaded, running or enabled) or that
+    were in the previous fleet, and that the target does not keep (of one kind, if
+    given). Instances with names dograhctl never gives are left alone: the admin
+    made them."""
+    roles = tuple(r.role for r in ctx.settings.roles.values())
+    seen = set(op.previous.all_units())
+    seen.update(ctx.systemd.listed("dograh-*"))
+    seen.update(ctx.systemd.wanted_by(paths.TARGET))
+    candidates = [unit for unit in sorted(seen - set(op.target.all_units()))
+                  if (role := role_of(unit, roles)) and role.names(unit)
+                  and (kind is None or role.kind is kind)]
+    states = ctx.systemd.show(candidates)
+    return [unit for unit in candidates if states[unit].load == "loaded"
+            or states[unit].running or states[unit].enabled == "enabled"]
+
+
+def _roll_back(ctx: Context, failed: Operation) -> None:
+    """Back to the fleet that ran before, on its own unit files."""
+    back = Operation(verb=ROLLBACK, started=ctx.clock.time(), phase=Phase.START,
+                     target=failed.previous, previous=failed.target,
+                     units=failed.previous_units, previous_units=failed.units)
+    begin(ctx, back)

@@ -1,0 +1,41 @@
+"""Take the whole fleet off this host: what the package runs on removal.
+
+It needs no settings, so a broken config file cannot block removing the
+package, and it succeeds whatever state the admin's own nginx sites are in.
+"""
+
+from __future__ import annotations
+
+from . import files, paths
+from .context import Report
+from .nginx import Nginx
+from .record import Store
+from .roles import ROLES, Role, role_of
+from .systemd import Systemd
+
+
+def uninstall(systemd: Systemd, nginx: Nginx, store: Store, report: Report,
+              roles: tuple[Role, ...] = ROLES) -> None:
+    """Stop and disable every Dograh unit, remove what dograhctl generated; nginx keeps running."""
+    seen = set(systemd.listed("dograh-*")) | set(systemd.wanted_by(paths.TARGET))
+    ours = sorted(unit for unit in seen if role_of(unit, roles))
+    unit_files = [paths.UNIT_DIR / name for name in
+                  [role.unit_file for role in roles] + [paths.TARGET]]
+    if any(path.exists() for path in unit_files):
+        systemd.stop([*ours, paths.TARGET])
+        systemd.disable([*ours, paths.TARGET])
+        systemd.reset_failed(ours)
+    for path in unit_files:
+        if files.is_generated(path):
+            path.unlink()
+    wants = paths.UNIT_DIR / f"{paths.TARGET}.wants"
+    if wants.is_dir() and not any(wants.iterdir()):
+        wants.rmdir()
+    systemd.cancel_later(paths.REBALANCE_UNIT)
+    systemd.daemon_reload()
+    warning = nginx.remove_site()
+    if warning:
+        report(warning)
+    store.remove()
+    report(f"stopped and disabled {len(ours)} unit(s); removed the generated units "
+           "and the nginx site")

@@ -1,0 +1,111 @@
+"""Parsers for config values: each returns the value or raises ValueError with a short reason.
+
+Values end up in unit files and nginx config verbatim, so these refuse what
+would need quoting there rather than quote it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def no_control_characters(value: str) -> str:
+    """A newline would start a new line, even a new section, in a unit file."""
+    if _CONTROL.search(value):
+        raise ValueError("it holds a control character such as a newline")
+    return value
+
+
+def decimal(value: str) -> int:
+    """Plain ASCII digits only: int() would also take '8_0', '+80' and '٨٠'."""
+    if not re.fullmatch(r"[0-9]+", value):
+        raise ValueError("not a plain decimal number")
+    return int(value)
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        number = decimal(value)
+        if not low <= number <= high:
+            raise ValueError(f"out of range {low}..{high}")
+        return number
+    return parse
+
+
+def boolean(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("not a boolean")
+
+
+def ip_address(value: str) -> str:
+    if "%" in value:
+        raise ValueError("IPv6 scope ids are not supported")
+    return str(ipaddress.ip_address(value))
+
+
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+_APP_REF = re.compile(rf"{_IDENTIFIER}(\.{_IDENTIFIER})*:{_IDENTIFIER}(\.{_IDENTIFIER})*")
+
+
+def app_ref(value: str) -> str:
+    if not _APP_REF.fullmatch(value):
+        raise ValueError("")
+    return value
+
+
+def absolute_path(value: str) -> Path:
+    if not value.startswith("/") or re.search(r"[\s\"'\\%$;]", value):
+        raise ValueError("")
+    return Path(value.rstrip("/") or "/")
+
+
+def path_list(value: str) -> tuple[Path, ...]:
+    return tuple(absolute_path(item) for item in value.split())
+
+
+def command(value: str) -> tuple[str, ...]:
+    words = tuple(shlex.split(value))
+    if not words:
+        raise ValueError("empty")
+    if not (words[0].startswith("/") or words[0] in ("python", "python3")):
+        raise ValueError("the program must be an absolute path, python or python3")
+    return words
+
+
+def optional_command(value: str) -> tuple[str, ...]:
+    return command(value) if value.strip() else ()
+
+
+def listen(value: str) -> tuple[str | None, int]:
+    """nginx's listen: a port, or address:port ([v6]:port)."""
+    address, _, port = value.rpartition(":")
+    if address:
+        if address.startswith("["):
+            if not address.endswith("]"):
+                raise ValueError("an IPv6 address goes in brackets: [::1]:80")
+            address = address[1:-1]
+        address = ip_address(address)
+    return (address or None), int_in(1, 65535)(port)
+
+
+def server_names(value: str) -> str:
+    names = value.split()
+    if not names or not all(re.fullmatch(r"[A-Za-z0-9_.*~^\-]+", n) for n in names):
+        raise ValueError("")
+    return " ".join(names)
+
+
+def location(value: str) -> str:
+    if not re.fullmatch(r"/([A-Za-z0-9_.\-]+/)*", value):
+        raise ValueError("")
+    return value
