@@ -1,3 +1,3 @@
 """dograh-systemd: run Dograh's FastAPI backend as systemd instances behind nginx."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -6,6 +6,8 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
 from typing import Any, NoReturn
@@ -56,26 +58,41 @@ def needs_root(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--config", "config_file", metavar="FILE", envvar="DOGRAH_CONFIG",
               help=f"Env file to read, an absolute path [default: {config.DEFAULT_CONFIG}; "
                    "env: DOGRAH_CONFIG].")
+@click.option("--lock-wait", type=click.IntRange(0, 86400), default=int(lock.WAIT),
+              show_default=True, metavar="SECONDS",
+              help="How long a changing command waits for another one to finish.")
 @click.pass_context
-def main(ctx: click.Context, config_file: str | None) -> None:
+def main(ctx: click.Context, config_file: str | None, lock_wait: int) -> None:
     """Run Dograh's API workers, ARQ workers and singletons as systemd units behind nginx.
 
     Every command first finishes an operation that an interrupted dograhctl
     left (when run as root), so there is always one band of workers in nginx.
     """
     try:
-        ctx.obj = config.config_path(config_file)
+        ctx.obj = Options(config.config_path(config_file), lock_wait)
     except ConfigError as exc:
         fail(str(exc))
+
+
+@dataclass(frozen=True)
+class Options:
+    config: Path
+    lock_wait: int
+
+
+def exclusive() -> AbstractContextManager[None]:
+    """The lock, waited on as long as --lock-wait says."""
+    options = click.get_current_context().find_object(Options)
+    return lock.exclusive(report, wait=options.lock_wait if options else lock.WAIT)
 
 
 def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
     """Give a command its Context; a bad config file stops it with one line."""
     @wraps(command)
     @click.pass_obj
-    def wrapper(path: Path, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(options: Options, *args: Any, **kwargs: Any) -> Any:
         try:
-            settings = config.load(path)
+            settings = config.load(options.config)
         except ConfigError as exc:
             fail(str(exc))
         try:
@@ -89,7 +106,7 @@ def locked(command: Callable[..., Any]) -> Callable[..., Any]:
     """One changing command at a time; it first finishes what an interrupted one left."""
     @wraps(command)
     def wrapper(ctx: Context, *args: Any, **kwargs: Any) -> Any:
-        with lock.exclusive(report):
+        with exclusive():
             return command(ctx, *args, **kwargs)
     return wrapper
 
@@ -111,7 +128,7 @@ def render(ctx: Context, root: Path, dry_run: bool) -> None:
         if not is_root():
             fail("'render' to / changes systemd and nginx and must run as root "
                  "(try: sudo dograhctl render, or --root DIR)")
-        with lock.exclusive(report):
+        with exclusive():
             changes = verbs.render(ctx, Path("/"), dry_run)
     else:
         changes = verbs.render(ctx, root.resolve(), dry_run)
@@ -234,7 +251,7 @@ def uninstall_command() -> None:
     """Stop and disable every Dograh unit and remove the generated files (used on package removal)."""
     systemd = Systemd()
     try:
-        with lock.exclusive(report):
+        with exclusive():
             uninstall.uninstall(systemd, Nginx(systemd), Store(), report)
     except DograhError as exc:
         fail(str(exc))

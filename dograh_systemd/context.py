@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import Settings
+from .facts import Facts, gather
 from .nginx import Nginx
 from .record import Store
 from .systemd import Systemd
@@ -35,9 +36,10 @@ class Context:
     nginx: Nginx
     store: Store
     clock: Clock
+    facts: Facts
 
     @classmethod
     def here(cls, settings: Settings, report: Report) -> Context:
         """This host's systemd, nginx and fleet record."""
         systemd = Systemd()
-        return cls(settings, report, systemd, Nginx(systemd), Store(), Clock())
+        return cls(settings, report, systemd, Nginx(systemd), Store(), Clock(), gather(systemd))

@@ -73,8 +73,7 @@ def _last_line(text: str) -> str:
 def _interpreter(ctx: Context) -> Check:
     python = ctx.settings.python
     name = f"interpreter {python}"
-    result = probe.run(ctx.systemd, ctx.settings,
-                       [str(python), "-c", "import sys; print(sys.version)"])
+    result = probe.run(ctx, [str(python), "-c", "import sys; print(sys.version)"])
     if result.returncode != 0:
         return Check(name, False, f"does not run as the service user: "
                      f"{_last_line(result.stderr)}",
@@ -84,7 +83,7 @@ def _interpreter(ctx: Context) -> Check:
 
 
 def _readable(ctx: Context, path: object) -> Check:
-    ok = probe.run(ctx.systemd, ctx.settings, ["/usr/bin/test", "-r", str(path)]).returncode == 0
+    ok = probe.run(ctx, ["/usr/bin/test", "-r", str(path)]).returncode == 0
     return Check(f"env file {path}", ok, "readable by the service user" if ok else
                  "not readable by the service user",
                  f"chgrp {SERVICE_USER} {path} && chmod g+r {path}")
@@ -92,7 +91,7 @@ def _readable(ctx: Context, path: object) -> Check:
 
 def _imports(ctx: Context, name: str, code: str, fix: str) -> Check:
     settings = ctx.settings
-    result = probe.run(ctx.systemd, settings, [
+    result = probe.run(ctx, [
         str(settings.python), "-c",
         f"import sys; sys.path.insert(0, {str(settings.app_dir)!r}); {code}"])
     if result.returncode == 0:

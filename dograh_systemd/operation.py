@@ -97,7 +97,9 @@ def _start(ctx: Context, op: Operation) -> None:
                 raise DograhError(f"migrations failed, the running fleet is unchanged; "
                                   f"journal: {why}") from None
     states = systemd.show(wanted)
-    # New units, and any of the fleet's that died and stayed down.
+    # New units, and any of the fleet's that died and stayed down; and the
+    # target, so that "systemctl stop dograh.target" stops what runs now.
+    systemd.start_no_block([paths.TARGET])
     rollout.start_and_wait(ctx, [unit for unit in wanted if not states[unit].ready])
 
 
@@ -107,7 +109,7 @@ def _switch(ctx: Context, op: Operation, resumed: bool) -> None:
     upstream = op.target.upstream
     if not upstream:
         return
-    rendered = templates.render_nginx(ctx.settings, upstream)
+    rendered = templates.render_nginx(ctx.settings, upstream, ctx.facts)
     if ctx.nginx.apply(rendered, reload=resumed):
         ctx.report("nginx upstream dograh_api: " + describe(op.target))
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from . import paths, templates
-from .config import Settings
-from .systemd import Completed, Systemd
+from .context import Context
+from .systemd import Completed
 
 # What makes the unit a long-running service rather than its environment.
 _SERVICE_ONLY = ("Type", "NotifyAccess", "ExecStart", "ExecReload", "Restart", "RestartSec",
@@ -20,9 +20,10 @@ _SERVICE_ONLY = ("Type", "NotifyAccess", "ExecStart", "ExecReload", "Restart", "
                  "SyslogIdentifier")
 
 
-def unit_properties(settings: Settings) -> list[str]:
+def unit_properties(ctx: Context) -> list[str]:
     """The API worker unit's [Service] settings that a one-off command can take."""
-    text = templates.render_units(settings)[paths.UNIT_DIR / settings.api.role.unit_file]
+    text = templates.render_units(ctx.settings, ctx.facts)[
+        paths.UNIT_DIR / ctx.settings.api.role.unit_file]
     service = text.split("\n[Service]\n", 1)[1].split("\n[", 1)[0]
     properties = []
     for line in service.splitlines():
@@ -33,10 +34,9 @@ def unit_properties(settings: Settings) -> list[str]:
     return properties
 
 
-def run(systemd: Systemd, settings: Settings, argv: Sequence[str],
-        timeout: int = 120) -> Completed:
+def run(ctx: Context, argv: Sequence[str], timeout: int = 120) -> Completed:
     """``argv`` as the service user, in the units' environment and sandbox."""
-    return systemd.run(["systemd-run", "--quiet", "--pipe", "--wait", "--collect",
+    return ctx.systemd.run(["systemd-run", "--quiet", "--pipe", "--wait", "--collect",
                         "--service-type=exec", f"--property=RuntimeMaxSec={timeout}",
-                        *[f"--property={p}" for p in unit_properties(settings)],
+                        *[f"--property={p}" for p in unit_properties(ctx)],
                         "--", *argv])

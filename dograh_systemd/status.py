@@ -79,7 +79,7 @@ def collect(ctx: Context) -> FleetStatus:
                 mismatches.append(f"{item.unit} {how} but is not part of the fleet "
                                   f"({paths.RECORD})")
     if fleet.upstream:
-        rendered = templates.render_nginx(settings, fleet.upstream)
+        rendered = templates.render_nginx(settings, fleet.upstream, ctx.facts)
         if files.read(paths.NGINX_UPSTREAM) != rendered[paths.NGINX_UPSTREAM]:
             mismatches.append(f"{paths.NGINX_UPSTREAM} differs from the fleet record; "
                               "dograhctl rebalance rewrites it")
@@ -93,7 +93,7 @@ def collect(ctx: Context) -> FleetStatus:
 
 def _pending(ctx: Context, record: Record) -> list[str]:
     """Roles whose running processes run other definitions than the config renders."""
-    rendered = units.by_name(templates.render_units(ctx.settings))
+    rendered = units.by_name(templates.render_units(ctx.settings, ctx.facts))
     definitions = units.definitions(ctx.settings, rendered)
     return [f"{name}: its unit file or the app's environment changed since its processes "
             "started; they move onto it with: dograhctl restart"

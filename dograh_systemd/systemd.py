@@ -27,7 +27,11 @@ Runner = Callable[[Sequence[str]], Completed]
 
 def run_here(argv: Sequence[str]) -> Completed:
     """Run ``argv`` on this host."""
-    result = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    try:
+        result = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True,
+                                text=True)
+    except FileNotFoundError:
+        return Completed(127, "", f"{argv[0]}: command not found")
     return Completed(result.returncode, result.stdout, result.stderr)
 
 

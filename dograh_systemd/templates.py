@@ -17,6 +17,7 @@ import jinja2
 
 from . import files, paths, values
 from .config import RoleSettings, Settings
+from .facts import ASSUMED, Facts
 from .roles import Kind
 from .worker import contract
 
@@ -102,7 +103,7 @@ def _launched(settings: Settings, command: tuple[str, ...]) -> tuple[str, ...]:
     return resolved
 
 
-def _context(settings: Settings) -> dict[str, object]:
+def _context(settings: Settings, facts: Facts) -> dict[str, object]:
     migration = next((r for r in settings.roles.values()
                       if r.role.kind is Kind.MIGRATION and r.count), None)
     return {
@@ -117,6 +118,7 @@ def _context(settings: Settings) -> dict[str, object]:
         "runtime_path": paths.RUNTIME_PATH,
         "migration_unit": migration.role.unit_file if migration else "",
         "contract": contract,
+        "facts": facts,
         "nginx_listens": _listens(settings),
         "nginx_server_name": settings.nginx_server_name,
         "nginx_location": settings.nginx_location,
@@ -137,11 +139,11 @@ def _render_role(env: jinja2.Environment, settings: Settings, context: dict[str,
         context, header=_header(template, settings), role=role, command=command)
 
 
-def render_units(settings: Settings) -> dict[Path, str]:
+def render_units(settings: Settings, facts: Facts = ASSUMED) -> dict[Path, str]:
     """Every unit file the config calls for, and dograh.target; keyed by installed path.
     A switched-off singleton keeps its (disabled) unit; a migration needs a command."""
     env = _environment(paths.UNIT_TEMPLATES)
-    context = _context(settings)
+    context = _context(settings, facts)
     rendered = {}
     for role_settings in settings.roles.values():
         role = role_settings.role
@@ -160,13 +162,14 @@ def unit_file_names(settings: Settings) -> list[str]:
     return [r.role.unit_file for r in settings.roles.values()] + [paths.TARGET]
 
 
-def render_nginx(settings: Settings, members: Iterable[Member]) -> dict[Path, str]:
+def render_nginx(settings: Settings, members: Iterable[Member],
+                 facts: Facts = ASSUMED) -> dict[Path, str]:
     """The nginx site, and its upstream of ``members``."""
     members = sorted(members, key=lambda m: (m.address, m.port))
     if not members:
         raise ValueError("an nginx upstream needs at least one API worker")
     env = _environment(paths.NGINX_TEMPLATES)
-    context = _context(settings)
+    context = _context(settings, facts)
     site = paths.NGINX_TEMPLATES / "dograh-site.j2"
     upstream = paths.NGINX_TEMPLATES / "dograh-upstream.j2"
     return {

@@ -86,8 +86,9 @@ def render(ctx: Context, root: Path, dry_run: bool) -> dict[Path, str]:
     the nginx site and dograh.target; unit definitions that would change running
     processes wait for scale or restart, which roll the processes onto them."""
     fleet = resume(ctx).fleet if root == Path("/") and not dry_run else _read_fleet(ctx)
-    unit_files = templates.render_units(ctx.settings)
-    nginx_files = templates.render_nginx(ctx.settings, fleet.upstream or _first_upstream(ctx))
+    unit_files = templates.render_units(ctx.settings, ctx.facts)
+    nginx_files = templates.render_nginx(ctx.settings, fleet.upstream or _first_upstream(ctx),
+                                         ctx.facts)
     changes = files.changed({**unit_files, **nginx_files}, root)
     if dry_run:
         for path, text in changes.items():
@@ -150,7 +151,7 @@ def _first_upstream(ctx: Context) -> tuple[Member, ...]:
 
 
 def _plan(ctx: Context, fleet: Fleet, request: Request) -> Operation:
-    rendered = units.by_name(templates.render_units(ctx.settings))
+    rendered = units.by_name(templates.render_units(ctx.settings, ctx.facts))
     return plan.operation(ctx.settings, fleet, request, rendered,
                           units.installed(ctx.settings),
                           units.definitions(ctx.settings, rendered), live_calls(ctx, fleet),

@@ -17,6 +17,7 @@ from pathlib import Path
 from dograh_systemd import paths
 from dograh_systemd.config import Settings
 from dograh_systemd.context import Clock, Context
+from dograh_systemd.facts import Facts
 from dograh_systemd.nginx import Nginx
 from dograh_systemd.record import Store
 from dograh_systemd.systemd import Completed, Systemd
@@ -129,6 +130,9 @@ class FakeSystem:
             self.event(f"disable {name}")
 
     def _start(self, name: str) -> None:
+        if name == paths.TARGET:
+            self.event(f"start {name}")
+            return
         unit = self.units.setdefault(name, Unit())
         if unit.active == "active":
             return
@@ -217,7 +221,7 @@ class FakeNginx(Nginx):
 def context(system: FakeSystem, settings: Settings, report: Callable[[str], None]) -> Context:
     systemd = Systemd(system.run)
     return Context(settings, report, systemd, FakeNginx(systemd, system), Store(),
-                   system.clock)
+                   system.clock, Facts())
 
 
 def point_paths_at(monkeypatch: object, root: Path) -> None:

@@ -9,6 +9,7 @@ import jinja2
 import pytest
 
 from dograh_systemd import config, paths, templates
+from dograh_systemd.facts import Facts
 from dograh_systemd.templates import Member
 from dograh_systemd.worker import contract
 
@@ -159,7 +160,7 @@ def test_a_dograh_checkout_gets_dograhs_commands_and_migrations(tmp_path: Path) 
     units = templates.render_units(config.load(path))
     launcher = "/srv/dograh/venv/bin/python -m dograh_systemd.worker.plain_output"
     migrate = units[paths.UNIT_DIR / "dograh-migrate.service"]
-    assert ("ExecStart=/srv/dograh/venv/bin/python -m alembic -c api/alembic.ini upgrade head"
+    assert ("ExecReload=/srv/dograh/venv/bin/python -m alembic -c api/alembic.ini upgrade head"
             in migrate)
     assert "Type=oneshot\nRemainAfterExit=yes\n" in migrate
     api = units[paths.UNIT_DIR / "dograh-api@.service"]
@@ -200,3 +201,23 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     complaints = [line for line in result.stderr.splitlines()
                   if "/srv/dograh" not in line and "dograh.env" not in line]
     assert complaints == [], result.stderr
+
+
+def test_restarts_back_off_where_systemd_can(tmp_path: Path) -> None:
+    path = tmp_path / "dograh.env"
+    path.write_text("")
+    for facts, backoff in ((Facts(systemd=252), False), (Facts(systemd=257), True)):
+        for name, text in templates.render_units(config.load(path), facts).items():
+            if name.suffix == ".service":
+                assert "StartLimitIntervalSec=0\n" in text
+                assert ("RestartSteps=5\nRestartMaxDelaySec=30\n" in text) is backoff, name
+
+
+def test_the_migration_waits_for_its_database(tmp_path: Path) -> None:
+    path = tmp_path / "dograh.env"
+    path.write_text("DOGRAH_CHECKOUT=/srv/dograh\n")
+    migrate = templates.render_units(config.load(path))[paths.UNIT_DIR / "dograh-migrate.service"]
+    assert ('ExecStart=/bin/sh -c "until \\"$$0\\" \\"$$@\\"; do echo \\"migration failed; '
+            'trying again in 5 s\\" >&2; sleep 5; done" /srv/dograh/venv/bin/python -m alembic'
+            in migrate)
+    assert "\nRestart=" not in migrate  # it would fail the units that Requires= it for good
