@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__, balance, config, lock, status, uninstall, verbs
+from . import __version__, balance, config, lock, paths, status, uninstall, verbs
 from . import doctor as doctor_checks
 from .config import ConfigError, Settings
 from .context import Context
@@ -202,20 +202,31 @@ def scale(ctx: Context, workers: int | None, arq: int | None, force: bool,
 
 @main.command()
 @click.option("--force", is_flag=True, help="Start the new band even when memory looks short.")
+@click.option("--background", is_flag=True,
+              help=f"Run as the transient unit {paths.DEPLOY_UNIT} and return at once "
+                   "(the package's upgrade does: dpkg never waits for a drain).")
 @drain_options
 @needs_root
 @pass_context
-@locked
-def restart(ctx: Context, force: bool, drain_timeout: int | None, no_drain: bool) -> None:
+def restart(ctx: Context, force: bool, background: bool, drain_timeout: int | None,
+            no_drain: bool) -> None:
     """Replace every worker with a fresh one on the current code, dropping no call.
 
     Migrations run first. A new band of API workers (base port + 100, or back)
     starts and becomes READY, nginx switches to it, and the old band drains,
     then stops. ARQ workers then restart one at a time; each singleton stops
-    before it starts again.
+    before it starts again. A fleet stopped with systemctl stop dograh.target
+    stays stopped: only its units are updated.
     """
-    outcome = verbs.restart(ctx, force, drain_limit(ctx.settings, drain_timeout, no_drain))
-    click.echo("restarted: " + summary(outcome))
+    if background:
+        options = (["--force"] * force + ["--no-drain"] * no_drain
+                   + ([f"--drain-timeout={drain_timeout}"] if drain_timeout is not None else []))
+        verbs.restart_in_background(ctx, options)
+        return
+    with exclusive():
+        outcome = verbs.restart(ctx, force, drain_limit(ctx.settings, drain_timeout, no_drain))
+    click.echo("restarted: " + summary(outcome) if outcome else "the fleet is stopped; its "
+               "units are updated")
 
 
 @main.command()
@@ -266,13 +277,14 @@ def status_command(ctx: Context, as_json: bool) -> None:
     As root, an operation an interrupted command left is finished first (unless
     another dograhctl is at work).
     """
+    busy = None
     if is_root():
         try:
             with lock.exclusive(report, wait=0):
                 verbs.resume(ctx)
-        except lock.Busy:
-            pass
-    fleet = status.collect(ctx)
+        except lock.Busy as exc:
+            busy = exc.holder
+    fleet = status.collect(ctx, busy)
     if as_json:
         click.echo(json.dumps(fleet.as_dict(), indent=2))
     else:
@@ -293,6 +305,8 @@ def _print_status(settings: Settings, fleet: status.FleetStatus) -> None:
         if not items:
             click.echo("  (none)")
     click.echo("nginx upstream dograh_api: " + (" ".join(map(str, fleet.upstream)) or "(none)"))
+    if fleet.deploy:
+        click.echo(f"Last deploy ({paths.DEPLOY_UNIT}): {fleet.deploy}")
     for title, lines in (("Pending", fleet.pending), ("Mismatches", fleet.mismatches)):
         if lines:
             click.echo(f"{title}:")

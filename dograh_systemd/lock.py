@@ -24,6 +24,10 @@ WAIT = 60.0
 class Busy(DograhError):
     """Another dograhctl holds the lock."""
 
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
 
 @contextmanager
 def exclusive(report: Callable[[str], None], wait: float = WAIT,
@@ -45,7 +49,8 @@ def exclusive(report: Callable[[str], None], wait: float = WAIT,
                 holder = _holder(fd)
                 if time.monotonic() >= deadline:
                     raise Busy(f"another dograhctl ({holder}) has held {lock} for "
-                                      f"more than {wait:.0f}s; try again when it is done") from None
+                               f"more than {wait:.0f}s; try again when it is done",
+                               holder) from None
                 if not waiting:
                     report(f"waiting for another dograhctl ({holder}) to finish")
                     waiting = True

@@ -54,16 +54,20 @@ class Nginx:
         return bool(changes or add_link)
 
     def reload(self, timeout: float = 10) -> None:
-        """Reload nginx (start it if it is down) and wait until only new workers accept.
+        """Reload a running nginx and wait until only new workers accept.
 
-        ``nginx -s reload`` returns before the master has replaced its workers;
-        until every old worker has switched to "shutting down" (it then keeps
-        its connections but accepts no new ones), a new request may still meet
-        the old upstream list.
+        A stopped nginx stays stopped (the admin stopped it, or policy-rc.d kept
+        it from starting): it reads the files when it starts. ``nginx -s
+        reload`` returns before the master has replaced its workers; until every
+        old worker has switched to "shutting down" (it then keeps its
+        connections but accepts no new ones), a new request may still meet the
+        old upstream list.
         """
+        if not self.systemd.is_active(SERVICE):
+            return
         before = _accepting_workers()
         try:
-            self.systemd.reload_or_restart(SERVICE)
+            self.systemd.systemctl("reload", SERVICE)
         except DograhError as exc:
             raise DograhError(f"reloading nginx failed: {exc}") from None
         deadline = time.monotonic() + timeout

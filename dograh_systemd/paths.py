@@ -21,6 +21,9 @@ TARGET = "dograh.target"
 
 # Transient timers that re-weigh the upstream while it is uneven.
 REBALANCE_UNIT = "dograh-rebalance"
+# The transient service a deploy runs in when it must not hold its caller
+# (the package's upgrade: dpkg must not wait for a drain).
+DEPLOY_UNIT = "dograh-deploy.service"
 
 NGINX_SITE = Path("/etc/nginx/sites-available/dograh")
 NGINX_SITE_LINK = Path("/etc/nginx/sites-enabled/dograh")

@@ -30,6 +30,8 @@ class FleetStatus:
     roles: dict[str, list[InstanceStatus]]
     upstream: list[int]
     operation: str | None
+    # The last deploy run in the background (dograh-deploy.service), if any.
+    deploy: str | None
     # Record, systemd and nginx disagree: exit 1.
     mismatches: list[str] = field(default_factory=list)
     # The config asks for something the fleet does not run yet.
@@ -39,7 +41,8 @@ class FleetStatus:
         return asdict(self)
 
 
-def collect(ctx: Context) -> FleetStatus:
+def collect(ctx: Context, busy: str | None = None) -> FleetStatus:
+    """``busy``: the dograhctl at work right now, if one holds the lock."""
     settings, systemd = ctx.settings, ctx.systemd
     record = ctx.store.load() or Record(Fleet())
     fleet = record.fleet
@@ -50,8 +53,13 @@ def collect(ctx: Context) -> FleetStatus:
     mismatches: list[str] = []
     if record.operation:
         op = record.operation
-        mismatches.append(f"an interrupted {op.verb} stopped at its {op.phase.value} phase; "
+        mismatches.append(f"a {op.verb} is at work, in its {op.phase.value} phase ({busy})"
+                          if busy else
+                          f"an interrupted {op.verb} stopped at its {op.phase.value} phase; "
                           "any changing dograhctl command (as root) finishes it")
+    deploy = _deploy(ctx)
+    if deploy and deploy.startswith("failed"):
+        mismatches.append(f"the last deploy {deploy}")
 
     def instance(unit: str) -> InstanceStatus:
         state = states[unit]
@@ -88,7 +96,19 @@ def collect(ctx: Context) -> FleetStatus:
         roles=listing, upstream=sorted(m.port for m in fleet.upstream),
         operation=f"{record.operation.verb} ({record.operation.phase.value})"
         if record.operation else None,
-        mismatches=mismatches, pending=_pending(ctx, record))
+        deploy=deploy, mismatches=mismatches, pending=_pending(ctx, record))
+
+
+def _deploy(ctx: Context) -> str | None:
+    """How the last background deploy went, while systemd remembers it."""
+    state = ctx.systemd.show([paths.DEPLOY_UNIT])[paths.DEPLOY_UNIT]
+    if state.load != "loaded" or state.active == "inactive":
+        return None
+    if state.active == "failed":
+        return f"failed (see: journalctl -u {paths.DEPLOY_UNIT})"
+    if state.sub == "exited":
+        return "finished"
+    return f"running (follow it with: journalctl -f -u {paths.DEPLOY_UNIT})"
 
 
 def _pending(ctx: Context, record: Record) -> list[str]:

@@ -97,8 +97,7 @@ class Systemd:
     def systemctl(self, *args: str) -> str:
         result = self.run(["systemctl", *args])
         if result.returncode != 0:
-            detail = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
-            raise DograhError(f"systemctl {' '.join(args)} failed: {detail}")
+            raise DograhError(f"systemctl {' '.join(args)} failed: {_last(result.stderr)}")
         return result.stdout
 
     def show(self, units: Iterable[str]) -> dict[str, UnitState]:
@@ -162,6 +161,18 @@ class Systemd:
                            "-o", "cat"])
         return " | ".join(line.strip() for line in result.stdout.splitlines() if line.strip())
 
+    def run_detached(self, name: str, description: str, argv: Sequence[str]) -> None:
+        """Run ``argv`` as the transient service ``name``: it outlives the caller, and
+        its outcome stays readable (systemctl status, journalctl -u) until the next
+        one. One still at work is stopped first; what it left, the new one finishes."""
+        self.run(["systemctl", "stop", name])
+        self.reset_failed([name])
+        result = self.run(["systemd-run", "--quiet", f"--unit={name}",
+                           f"--description={description}", "--remain-after-exit",
+                           "--no-block", "--", *argv])
+        if result.returncode != 0:
+            raise DograhError(f"starting {name} failed: {_last(result.stderr)}")
+
     def run_later(self, name: str, delay: int, description: str, argv: Sequence[str]) -> None:
         """Run ``argv`` once, ``delay`` seconds from now, as a transient timer named
         ``name``-*; a pending one of that name is replaced."""
@@ -171,10 +182,14 @@ class Systemd:
                            "--timer-property=RemainAfterElapse=no",
                            f"--description={description}", *argv])
         if result.returncode != 0:
-            raise DograhError(f"scheduling {name} failed: {result.stderr.strip()}")
+            raise DograhError(f"scheduling {name} failed: {_last(result.stderr)}")
 
     def cancel_later(self, name: str) -> None:
         self.run(["systemctl", "stop", f"{name}-*.timer"])
+
+
+def _last(text: str) -> str:
+    return (text.strip().splitlines() or ["(no message)"])[-1]
 
 
 def _number(text: str | None) -> int:

@@ -51,18 +51,37 @@ def scale(ctx: Context, api_workers: int | None, pool_workers: dict[str, int],
     return _finish(ctx, operation.begin(ctx, op))
 
 
-def restart(ctx: Context, force: bool, drain_timeout: float | None) -> Outcome:
-    """Replace every process with a fresh one on the current code, dropping no call."""
+def restart(ctx: Context, force: bool, drain_timeout: float | None) -> Outcome | None:
+    """Replace every process with a fresh one on the current code, dropping no call.
+
+    A fleet the admin stopped (systemctl stop dograh.target) is not started:
+    its units are updated, and None says so.
+    """
     record = resume(ctx)
     fleet = record.fleet
     api = ctx.settings.api.role
     if not fleet.of(api.name):
         raise DograhError("no API workers to restart; start some with: dograhctl scale")
+    if not _running(ctx, fleet):
+        render(ctx, Path("/"), dry_run=False)
+        ctx.report("the fleet is stopped: its units are updated, and it stays stopped until: "
+                   "systemctl start dograh.target")
+        return None
     pools = {name: len(fleet.of(name)) for name, r in ctx.settings.roles.items()
              if r.role.kind is Kind.POOL and name in fleet.units}
     op = _plan(ctx, fleet, Request("restart", len(fleet.of(api.name)), pools, drain_timeout))
     _preflight(ctx, op, force)
     return _finish(ctx, operation.begin(ctx, op))
+
+
+def restart_in_background(ctx: Context, options: list[str]) -> None:
+    """Run the deploy as a transient service and return at once."""
+    ctx.systemd.run_detached(paths.DEPLOY_UNIT, "Dograh: deploy the current code, dropping "
+                             "no call (dograhctl restart)",
+                             [sys.executable, "-m", "dograh_systemd", "--config",
+                              str(ctx.settings.config_path), "restart", *options])
+    ctx.report(f"the deploy runs as {paths.DEPLOY_UNIT}; follow it with: "
+               f"journalctl -f -u {paths.DEPLOY_UNIT}")
 
 
 def rebalance(ctx: Context) -> dict[int, int]:
@@ -83,8 +102,9 @@ def rebalance(ctx: Context) -> dict[int, int]:
 
 def render(ctx: Context, root: Path, dry_run: bool) -> dict[Path, str]:
     """Render every file under ``root``. On the live root, only what moves no process:
-    the nginx site and dograh.target; unit definitions that would change running
-    processes wait for scale or restart, which roll the processes onto them."""
+    the nginx site, dograh.target and the units of roles that run nothing now; unit
+    definitions that running processes use wait for scale or restart, which move
+    the processes onto them."""
     fleet = resume(ctx).fleet if root == Path("/") and not dry_run else _read_fleet(ctx)
     unit_files = templates.render_units(ctx.settings, ctx.facts)
     nginx_files = templates.render_nginx(ctx.settings, fleet.upstream or _first_upstream(ctx),
@@ -98,15 +118,27 @@ def render(ctx: Context, root: Path, dry_run: bool) -> dict[Path, str]:
         for path, text in changes.items():
             files.write_generated(files.under(root, path), text)
         return changes
-    target = {path: text for path, text in unit_files.items() if path.name == "dograh.target"}
-    units.install(ctx.systemd, units.by_name(target))
+    states = ctx.systemd.show(fleet.all_units())
+    busy = {ctx.settings.role(name).role.unit_file for name, role_units in fleet.units.items()
+            if any(states[unit].running for unit in role_units)}
+    free = units.by_name({path: text for path, text in unit_files.items()
+                          if path.name not in busy})
+    units.install(ctx.systemd, free)
+    definitions = {**fleet.definitions, **units.definitions(ctx.settings, free)}
+    if definitions != fleet.definitions:
+        ctx.store.save(Record(replace(fleet, definitions=definitions)))
     if fleet.upstream:
         ctx.nginx.apply(nginx_files)
-    waiting = sorted(path.name for path in changes if path in unit_files and path not in target)
+    waiting = sorted(path.name for path in changes if path in unit_files and path.name in busy)
     if waiting:
         ctx.report(f"unit files that running processes use changed ({', '.join(waiting)}); "
                    "they move onto them with: dograhctl restart")
     return {path: text for path, text in changes.items() if path.name not in waiting}
+
+
+def _running(ctx: Context, fleet: Fleet) -> bool:
+    """Whether any unit of the fleet runs (or is on its way up or down)."""
+    return any(state.running for state in ctx.systemd.show(fleet.all_units()).values())
 
 
 def adopt(ctx: Context) -> Fleet:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import sys
 from pathlib import Path
 
@@ -9,7 +10,10 @@ import click
 
 from .plain_output import install as plain_output
 
-# Before anything imports the app: keep the app's colour codes out of the journal.
+# Before anything imports the app: a native crash writes every thread's stack
+# to the journal (the watchdog's SIGABRT gets its own handler, see loop_watch);
+# and the app's colour codes stay out of the journal.
+faulthandler.enable(all_threads=True)
 plain_output()
 
 from .runtime import WorkerOptions, serve  # noqa: E402

@@ -19,6 +19,8 @@ STOP_TIMEOUT = 30
 GRACEFUL_SHUTDOWN = STOP_TIMEOUT - 5
 # systemd's WatchdogSec=: the event loop must ping more often than this.
 WATCHDOG_TIMEOUT = 15
+# systemd's TimeoutAbortSec=: after the watchdog's SIGABRT, SIGKILL this much later.
+ABORT_TIMEOUT = 10
 # A loop stalled for this part of WatchdogSec gets its stack written to the
 # journal, well before the watchdog fires (and never sooner than a second).
 STALL_REPORT_FRACTION = 1 / 3

@@ -31,20 +31,25 @@ def _missing() -> str | None:
 
 @pytest.fixture(scope="session")
 def build_deb(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """Build the package from this checkout (optionally under another version)."""
+    """Build the package from this checkout (optionally under another version), once."""
     missing = _missing()
     if missing:
         if os.environ.get("CI") == "true":
             pytest.fail(missing)
         pytest.skip(missing)
 
+    built: dict[str | None, Path] = {}
+
     def build(version: str | None = None) -> Path:
+        if version in built:
+            return built[version]
         out = tmp_path_factory.mktemp("deb")
         args = ["bash", str(REPO / ".ci/build-deb"), "--out", str(out)]
         if version:
             args += ["--version", version]
         result = subprocess.run(args, capture_output=True, text=True, check=True)
-        return Path(result.stdout.strip().splitlines()[-1])
+        built[version] = Path(result.stdout.strip().splitlines()[-1])
+        return built[version]
     return build
 
 

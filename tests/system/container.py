@@ -25,14 +25,17 @@ CACHE_DIR = Path(os.environ.get("DOGRAH_TEST_CACHE", "/var/cache/dograh-systemd-
 # installed: apt resolves them from Debian when the tests install the .deb.
 PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "python3", "python3-websockets",
-    "curl", "procps", "iproute2",
+    "curl", "procps", "iproute2", "autopkgtest",
 ]
 MIRROR = "http://deb.debian.org/debian"
-RECIPE = "3"  # bump when rootfs() changes what it writes, to rebuild the cache
+RECIPE = "4"  # bump when rootfs() changes what it writes, to rebuild the cache
 CONTROL = Path(__file__).resolve().parents[2] / "debian/control"
 # Cached too, installed only where needed: by the benchmarks (a venv for the
-# peers, wrk) and by the Dograh-layout test (a venv for the app, PostgreSQL).
-EXTRA_PACKAGES = ["python3-venv", "wrk", "postgresql"]
+# peers, wrk), the Dograh-layout test (a venv for the app, PostgreSQL), the
+# TLS tests (certbot, and pebble as the ACME server) and the multi-host tests
+# (sshd, nftables).
+EXTRA_PACKAGES = ["python3-venv", "wrk", "postgresql", "certbot", "pebble", "openssl",
+                  "openssh-server", "openssh-client", "nftables"]
 
 
 def package_relations() -> list[str]:

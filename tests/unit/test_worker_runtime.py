@@ -58,13 +58,18 @@ def notify(tmp_path: Path) -> Iterator[Notifications]:
 
 
 def start_worker(notify: Notifications, app: str, port: int, watchdog_usec: int = 400000,
-                 **extra_env: str) -> subprocess.Popen[bytes]:
+                 loop: str = "auto", **extra_env: str) -> subprocess.Popen[bytes]:
+    """The worker runtime as systemd runs it; ``loop="asyncio"`` hides uvloop from
+    uvicorn's choice, as on a host without it."""
     env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(watchdog_usec),
            "DOGRAH_WORKER_PORT": str(port), **extra_env}
     env.pop("WATCHDOG_PID", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "dograh_systemd.worker", "--app", app, "--app-dir", str(HERE),
-         "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    argv = ["--app", app, "--app-dir", str(HERE), "--port", str(port)]
+    hide = "sys.modules['uvloop'] = None; " if loop == "asyncio" else ""
+    launcher = (f"import runpy, sys; {hide}sys.argv = ['worker', *{argv!r}]; "
+                "runpy.run_module('dograh_systemd.worker', run_name='__main__')")
+    return subprocess.Popen([sys.executable, "-c", launcher], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 @pytest.fixture
@@ -180,9 +185,13 @@ def test_loop_lag_p95_shows_a_loop_blocked_200_ms_every_second(notify: Notificat
         proc.wait()
 
 
-def test_a_stalled_loop_writes_its_stack(notify: Notifications) -> None:
+LOOPS = ["asyncio", "uvloop"]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_stalled_loop_writes_its_stack(notify: Notifications, loop: str) -> None:
     port = free_port()
-    proc = start_worker(notify, "worker_apps:app", port, watchdog_usec=3_000_000)
+    proc = start_worker(notify, "worker_apps:app", port, watchdog_usec=3_000_000, loop=loop)
     try:
         notify.wait_for("READY=1")
         urllib.request.urlopen(f"http://127.0.0.1:{port}/stall", timeout=10).read()
@@ -191,17 +200,25 @@ def test_a_stalled_loop_writes_its_stack(notify: Notifications) -> None:
         _, stderr = proc.communicate(timeout=20)
     text = stderr.decode()
     assert "Event loop stalled: it has not run for" in text, text[-2000:]
+    assert re.search(r"the event loop is at .*worker_apps.py:\d+ in stall", text), text[-2000:]
     assert "Stack of the event loop thread (most recent call last):" in text
     assert re.search(r'File ".*worker_apps.py", line \d+, in stall\n\s+time.sleep\(1.6\)', text), \
         text[-3000:]
 
 
-def test_the_watchdog_abort_writes_the_stack_then_aborts(notify: Notifications) -> None:
-    proc = start_worker(notify, "worker_apps:app", free_port())
+@pytest.mark.parametrize("loop", LOOPS)
+def test_the_watchdog_abort_of_a_stopped_worker_writes_the_stack(notify: Notifications,
+                                                                 loop: str) -> None:
+    """As systemd's watchdog does to a frozen worker: SIGABRT, then SIGCONT."""
+    proc = start_worker(notify, "worker_apps:app", free_port(), loop=loop)
     notify.wait_for("READY=1")
+    proc.send_signal(signal.SIGSTOP)
+    time.sleep(1.5)
     proc.send_signal(signal.SIGABRT)
+    proc.send_signal(signal.SIGCONT)
     code = proc.wait(20)
     text = proc.stderr.read().decode() if proc.stderr else ""
     assert code == -signal.SIGABRT
-    assert "Watchdog timeout: systemd sent SIGABRT" in text
+    assert "Watchdog timeout: systemd sent SIGABRT; the event loop is at " in text, text[-3000:]
     assert re.search(r'File ".*asyncio/.*", line \d+, in run', text), text[-3000:]
+    assert "Fatal Python error" not in text
