@@ -1,5 +1,5 @@
 # The two commands the README opens with; both install what they need first.
-.PHONY: setup test demo deb bench
+.PHONY: setup test demo deb bench bench-capacity bench-hosts
 
 setup:
 	bash .ci/setup
@@ -22,3 +22,14 @@ deb:
 bench: setup
 	.venv/bin/pip install -q --disable-pip-version-check -e '.[bench]'
 	.venv/bin/python -m bench.run
+
+# Capacity: calls held, loop lag and memory as calls ramp up, against the
+# same peers: bench/results/capacity.md and capacity.png.
+bench-capacity: setup
+	.venv/bin/pip install -q --disable-pip-version-check -e '.[bench]'
+	.venv/bin/python -m bench.capacity
+
+# Several hosts: HTTP requests/s and calls held through one edge for 1, 2 and
+# 3 worker hosts: bench/results/hosts.md.
+bench-hosts: setup
+	.venv/bin/python -m bench.hosts

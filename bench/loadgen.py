@@ -20,8 +20,11 @@ import argparse
 import asyncio
 import collections
 import http.client
+import ipaddress
 import json
 import random
+import socket
+import ssl
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -54,8 +57,11 @@ class Load:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         parts = urlsplit(args.base)
-        self.host, self.port = parts.hostname or "localhost", parts.port or 80
-        self.ws_url = f"ws://{self.host}:{self.port}/api/v1/call"
+        self.tls = ssl.create_default_context(cafile=args.cacert) if parts.scheme == "https" \
+            else None
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or (443 if self.tls else 80)
+        self.ws_url = f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}/api/v1/call"
         self.requests = Tally()
         self.calls = Calls()
         self.timeline: list[dict[str, object]] = []
@@ -65,14 +71,15 @@ class Load:
     # -- HTTP ------------------------------------------------------------------
 
     def _get(self) -> str:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        conn = (http.client.HTTPSConnection(self.host, self.port, timeout=10, context=self.tls)
+                if self.tls else http.client.HTTPConnection(self.host, self.port, timeout=10))
         try:
             conn.request("GET", "/api/v1/worker")
             response = conn.getresponse()
             body = response.read()
             if not 200 <= response.status < 300:
                 raise RuntimeError(f"HTTP {response.status}")
-            return worker_of(json.loads(body))
+            return worker_of(json.loads(body), self.args.by_host)
         finally:
             conn.close()
 
@@ -81,7 +88,7 @@ class Load:
             worker = await asyncio.get_running_loop().run_in_executor(self.pool, self._get)
         except Exception as exc:  # every failure counts, whatever its kind
             self.requests.failed += 1
-            self.requests.errors[_describe(exc)] += 1
+            self.requests.errors[describe(exc)] += 1
         else:
             self.requests.ok += 1
             self.requests.per_worker[worker] += 1
@@ -110,11 +117,12 @@ class Load:
         self.calls.started += 1
         length = self._call_length()
         try:
-            ws = await asyncio.wait_for(websockets.connect(self.ws_url), 10)
-            worker = worker_of(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            ws = await asyncio.wait_for(websockets.connect(self.ws_url, ssl=self.tls), 10)
+            worker = worker_of(json.loads(await asyncio.wait_for(ws.recv(), 10)),
+                               self.args.by_host)
         except Exception as exc:
             self.calls.failed += 1
-            self.calls.errors[_describe(exc)] += 1
+            self.calls.errors[describe(exc)] += 1
             if up:
                 up.set()
             return
@@ -133,7 +141,7 @@ class Load:
             self.calls.completed += 1
         except Exception as exc:
             self.calls.closed_early += 1
-            self.calls.errors[_describe(exc)] += 1
+            self.calls.errors[describe(exc)] += 1
         finally:
             self.calls.live[worker] -= 1
 
@@ -179,12 +187,24 @@ class Load:
         }
 
 
-def worker_of(hello: dict[str, int]) -> str:
-    """A worker's name: its port, or its pid where workers share a port."""
-    return str(hello["port"]) if hello.get("port") else f"pid{hello['pid']}"
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` resolves to is a loopback one."""
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(found) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in found)
 
 
-def _describe(exc: BaseException) -> str:
+def worker_of(hello: dict[str, int | str], by_host: bool = False) -> str:
+    """A worker's name: its port (with ``by_host``, host:port), or its pid where
+    workers share a port."""
+    if not hello.get("port"):
+        return f"pid{hello['pid']}"
+    return f"{hello['host']}:{hello['port']}" if by_host else str(hello["port"])
+
+
+def describe(exc: BaseException) -> str:
     code = getattr(exc, "code", None)
     return f"{type(exc).__name__}({code})" if code else f"{type(exc).__name__}: {exc}"[:120]
 
@@ -205,9 +225,12 @@ def main() -> None:
     parser.add_argument("--jitter", type=float, default=0.3, help="± fraction of a call's length")
     parser.add_argument("--initial-calls", type=int, default=0, help="calls opened first")
     parser.add_argument("--ping", type=float, default=1, help="seconds between messages")
+    parser.add_argument("--cacert", help="CA file to trust for an https:// base")
+    parser.add_argument("--by-host", action="store_true",
+                        help="name workers host:port (the workers of several hosts)")
     args = parser.parse_args()
-    if urlsplit(args.base).hostname not in ("localhost", "127.0.0.1", "::1"):
-        sys.exit("loadgen: only loopback targets are allowed")
+    if not is_loopback(urlsplit(args.base).hostname or "localhost"):
+        sys.exit("loadgen: only targets on this machine (loopback) are allowed")
     print(json.dumps(asyncio.run(Load(args).run())), flush=True)
 
 

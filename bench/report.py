@@ -166,3 +166,54 @@ def markdown(r: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def write_capacity(results: dict[str, Any], out: Path) -> None:
+    plot_capacity(results, out / "capacity.png")
+    (out / "capacity.md").write_text(capacity_markdown(results))
+
+
+def plot_capacity(results: dict[str, Any], path: Path) -> None:
+    workers = sorted({run["workers"] for run in results["runs"]})
+    fig, axes = plt.subplots(1, len(workers), figsize=(6 * len(workers), 4), sharey=True)
+    for ax, count in zip(axes, workers, strict=True):
+        for run in (r for r in results["runs"] if r["workers"] == count):
+            steps = run["steps"]
+            ax.plot([s["calls"] for s in steps], [max(s["lag_p95_ms"], 1) for s in steps],
+                    marker="o", label=f"{run['server']} (knee {run['knee'] or 'none'})")
+        ax.axhline(results["knee_ms"], color="grey", linestyle="--", linewidth=1)
+        ax.set_yscale("log")
+        ax.set_xlabel("concurrent calls, each echoing every 5 s")
+        ax.set_title(f"{count} workers", fontsize=10)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("event-loop lag p95 of the worst process (ms)")
+    fig.suptitle(f"Capacity: loop lag as calls grow (knee: p95 above {results['knee_ms']} ms)",
+                 fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def capacity_markdown(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    lines = ["# Capacity benchmark", "",
+             f"{results['date']}; {machine['cpus']} CPUs ({machine['cpu']}), "
+             f"{machine['memory_gib']} GiB, kernel {machine['kernel']}, {machine['container']}. "
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(results["versions"].items()))
+             + ".", "",
+             "Calls are ramped in steps and stay up; each echoes a small message every 5 s "
+             "(through nginx for dograh-systemd, straight to the server for the others). "
+             "Every process may open 20,000 files (this machine's hard limit). Lag is the "
+             "p95 of the worst process's event-loop lag over 10 s; the knee is the first step "
+             f"where it passes {results['knee_ms']} ms. Memory per call is the growth of the "
+             "server processes' RSS divided by the calls held.", "",
+             "| workers | server | calls held, 0 refused | knee | KB per call at the top "
+             "| lag p95 (ms) at " + ", ".join(map(str, results["steps"])) + " calls |",
+             "|---|---|---|---|---|---|"]
+    for run in results["runs"]:
+        top = run["steps"][-1]
+        lags = " / ".join(str(s["lag_p95_ms"]) for s in run["steps"])
+        lines.append(f"| {run['workers']} | {run['server']} | {run['held_without_refusal']} | "
+                     f"{run['knee'] or 'not reached'} | {top['kb_per_call']} | {lags} |")
+    lines += ["", "![capacity](capacity.png)", ""]
+    return "\n".join(lines)

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__, balance, config, lock, paths, status, uninstall, verbs
+from . import __version__, balance, cluster, config, lock, paths, status, uninstall, verbs
 from . import doctor as doctor_checks
 from .config import ConfigError, Settings
 from .context import Context
@@ -35,6 +35,12 @@ def report(message: str) -> None:
 
 def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
+
+
+class Busy(click.ClickException):
+    """Another dograhctl holds the lock: try again later (EX_TEMPFAIL)."""
+
+    exit_code = 75
 
 
 def is_root() -> bool:
@@ -97,6 +103,8 @@ def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
             fail(str(exc))
         try:
             return command(Context.here(settings, report), *args, **kwargs)
+        except lock.Busy as exc:
+            raise Busy(str(exc)) from None
         except DograhError as exc:
             fail(str(exc))
     return wrapper
@@ -168,23 +176,62 @@ def summary(outcome: Outcome) -> str:
     stopped = len(before - set(fleet.all_units()))
     text = (", ".join(parts) + ", singletons: " + (", ".join(singletons) or "none")
             + f" (started {started}, stopped {stopped})")
-    if outcome.calls_cut:
-        text += f"; the drain timeout cut {outcome.calls_cut} live call(s)"
+    if outcome.cut.calls:
+        text += f"; the drain timeout cut {outcome.cut.calls} live call(s)"
+    if outcome.cut.uncounted:
+        text += (f"; {len(outcome.cut.uncounted)} worker(s) stopped while their app could not "
+                 "count its calls")
     return text
+
+
+def edge_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """What an edge passes to its worker hosts: stop once READY, and print JSON."""
+    command = click.option("--json", "as_json", is_flag=True,
+                           help="Print what changed as JSON (an edge reads it).")(command)
+    return click.option("--stage", is_flag=True,
+                        help="Stop once the new workers are READY; resume (or the next "
+                             "changing command) finishes. An edge switches its nginx "
+                             "in between.")(command)
+
+
+def outcome_json(outcome: Outcome | None) -> str:
+    """What a worker host tells its edge: where to send, and what the change cut."""
+    if outcome is None:
+        return json.dumps({"staged": False, "members": [], "cut": None})
+    members = [{"address": m.address, "port": m.port, "weight": m.weight, "ready": True,
+                "calls": 0} for m in outcome.operation.target.upstream]
+    return json.dumps({"staged": outcome.staged, "members": members,
+                       "summary": summary(outcome),
+                       "cut": {"calls": outcome.cut.calls,
+                               "uncounted": list(outcome.cut.uncounted)}})
+
+
+def cluster_summary(outcome: cluster.ClusterOutcome) -> str:
+    hosts = ", ".join(f"{name}: {result.get('summary', 'done')}"
+                      for name, result in outcome.hosts.items())
+    down = "".join(f"; {name} is left out ({why})" for name, why in outcome.down.items())
+    return f"{len(outcome.upstream)} API workers behind the edge ({hosts}){down}"
 
 
 # Negative numbers must reach the range check, not be taken for options.
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.argument("workers", required=False,
-                type=click.IntRange(API.count_min, API.count_max))
+@click.argument("workers", required=False, type=click.IntRange(0, API.count_max))
 @click.option("--arq", type=click.IntRange(POOLS["arq"].count_min, POOLS["arq"].count_max),
               metavar="M", help="Number of ARQ workers [default: as now, or ARQ_WORKERS].")
 @click.option("--force", is_flag=True, help="Start workers even when memory looks short.")
+@click.option("--host", "per_host", multiple=True, metavar="NAME=N",
+              help="On an edge: this host's API workers; the others share the rest by "
+                   "their CPUs.")
+@click.option("--singletons", metavar="ROLES",
+              help="On a worker host: the singletons it runs, comma-separated (its edge "
+                   "sets it).")
+@edge_options
 @drain_options
 @needs_root
 @pass_context
 @locked
 def scale(ctx: Context, workers: int | None, arq: int | None, force: bool,
+          per_host: tuple[str, ...], singletons: str | None, stage: bool, as_json: bool,
           drain_timeout: int | None, no_drain: bool) -> None:
     """Run WORKERS API workers (default: FASTAPI_WORKERS) behind nginx.
 
@@ -192,12 +239,28 @@ def scale(ctx: Context, workers: int | None, arq: int | None, force: bool,
     then stop. When the unit definitions or the app's environment changed
     since the fleet started (an edited env file, a new DOGRAH_APP), every
     process moves onto them the way restart does, dropping no call, so the
-    fleet never serves two definitions at once.
+    fleet never serves two definitions at once. On an edge, the workers are
+    spread over the worker hosts (DOGRAH_HOSTS) by their CPUs, or as --host
+    says; 0 is for a worker host only.
     """
+    drain = drain_limit(ctx.settings, drain_timeout, no_drain)
+    if ctx.settings.mode == "edge":
+        click.echo(cluster_summary(cluster.scale(ctx, workers, _per_host(per_host), drain)))
+        return
     pools = {} if arq is None else {"arq": arq}
-    outcome = verbs.scale(ctx, workers, pools, force,
-                          drain_limit(ctx.settings, drain_timeout, no_drain))
-    click.echo(summary(outcome))
+    chosen = None if singletons is None else frozenset(filter(None, singletons.split(",")))
+    outcome = verbs.scale(ctx, workers, pools, force, drain, chosen, stage)
+    click.echo(outcome_json(outcome) if as_json else summary(outcome))
+
+
+def _per_host(pairs: tuple[str, ...]) -> dict[str, int]:
+    counts = {}
+    for pair in pairs:
+        name, _, count = pair.partition("=")
+        if not count.isdigit():
+            fail(f"--host {pair}: give NAME=N, e.g. --host worker1=4")
+        counts[name] = int(count)
+    return counts
 
 
 @main.command()
@@ -205,11 +268,12 @@ def scale(ctx: Context, workers: int | None, arq: int | None, force: bool,
 @click.option("--background", is_flag=True,
               help=f"Run as the transient unit {paths.DEPLOY_UNIT} and return at once "
                    "(the package's upgrade does: dpkg never waits for a drain).")
+@edge_options
 @drain_options
 @needs_root
 @pass_context
-def restart(ctx: Context, force: bool, background: bool, drain_timeout: int | None,
-            no_drain: bool) -> None:
+def restart(ctx: Context, force: bool, background: bool, stage: bool, as_json: bool,
+            drain_timeout: int | None, no_drain: bool) -> None:
     """Replace every worker with a fresh one on the current code, dropping no call.
 
     Migrations run first. A new band of API workers (base port + 100, or back)
@@ -223,10 +287,31 @@ def restart(ctx: Context, force: bool, background: bool, drain_timeout: int | No
                    + ([f"--drain-timeout={drain_timeout}"] if drain_timeout is not None else []))
         verbs.restart_in_background(ctx, options)
         return
+    drain = drain_limit(ctx.settings, drain_timeout, no_drain)
     with exclusive():
-        outcome = verbs.restart(ctx, force, drain_limit(ctx.settings, drain_timeout, no_drain))
+        if ctx.settings.mode == "edge":
+            click.echo("restarted: " + cluster_summary(cluster.restart(ctx, drain)))
+            return
+        outcome = verbs.restart(ctx, force, drain, stage)
+    if as_json:
+        click.echo(outcome_json(outcome))
+        return
     click.echo("restarted: " + summary(outcome) if outcome else "the fleet is stopped; its "
                "units are updated")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
+@needs_root
+@pass_context
+@locked
+def resume(ctx: Context, as_json: bool) -> None:
+    """Finish an operation an interrupted (or staged) command left; nothing else."""
+    _, outcome = verbs.finish(ctx)
+    if as_json:
+        click.echo(outcome_json(outcome))
+    else:
+        click.echo(summary(outcome) if outcome else "nothing to finish")
 
 
 @main.command()
@@ -234,7 +319,16 @@ def restart(ctx: Context, force: bool, background: bool, drain_timeout: int | No
 @pass_context
 @locked
 def rebalance(ctx: Context) -> None:
-    """Re-weigh the nginx upstream from the workers' live calls (runs by itself after a scale)."""
+    """Re-weigh the nginx upstream from the workers' live calls (runs by itself after a scale).
+
+    On an edge: the upstream follows the worker hosts that answer (dograh-cluster.timer
+    runs this every 15 s)."""
+    if ctx.settings.mode == "edge":
+        click.echo(cluster_summary(cluster.rebalance(ctx)))
+        return
+    if ctx.settings.mode == "worker":
+        fail("a worker host has no nginx upstream: its edge weighs it (dograhctl rebalance "
+             "there)")
     weights = verbs.rebalance(ctx)
     state = "even" if balance.is_even(weights) else "uneven"
     click.echo(f"{len(weights)} API workers, weights {state}")
@@ -277,11 +371,15 @@ def status_command(ctx: Context, as_json: bool) -> None:
     As root, an operation an interrupted command left is finished first (unless
     another dograhctl is at work).
     """
+    if ctx.settings.mode == "edge":
+        found = cluster.status(ctx)
+        click.echo(json.dumps(found, indent=2) if as_json else _cluster_text(found))
+        sys.exit(1 if found["mismatches"] else 0)
     busy = None
     if is_root():
         try:
             with lock.exclusive(report, wait=0):
-                verbs.resume(ctx)
+                verbs.resume(ctx, staged_too=False)
         except lock.Busy as exc:
             busy = exc.holder
     fleet = status.collect(ctx, busy)
@@ -290,6 +388,21 @@ def status_command(ctx: Context, as_json: bool) -> None:
     else:
         _print_status(ctx.settings, fleet)
     sys.exit(1 if fleet.mismatches else 0)
+
+
+def _cluster_text(found: dict[str, Any]) -> str:
+    lines = []
+    for name, state in found["hosts"].items():
+        lines.append(f"Host {name}:")
+        for items in state["roles"].values():
+            for item in items:
+                lines.append(f"  {item['unit']:40} {item['active']}/{item['sub']:9} "
+                             f"{item['status']}")
+    lines += [f"Host {name}: DOWN ({why})" for name, why in found["down"].items()]
+    lines.append("nginx upstream dograh_api: " + (" ".join(found["upstream"]) or "(none)"))
+    lines += ["Mismatches:", *(f"  {line}" for line in found["mismatches"])] \
+        if found["mismatches"] else ["No mismatches."]
+    return "\n".join(lines)
 
 
 def _print_status(settings: Settings, fleet: status.FleetStatus) -> None:
@@ -307,6 +420,7 @@ def _print_status(settings: Settings, fleet: status.FleetStatus) -> None:
     click.echo("nginx upstream dograh_api: " + (" ".join(map(str, fleet.upstream)) or "(none)"))
     if fleet.deploy:
         click.echo(f"Last deploy ({paths.DEPLOY_UNIT}): {fleet.deploy}")
+    click.echo(f"Capacity: {fleet.capacity['text']}")
     for title, lines in (("Pending", fleet.pending), ("Mismatches", fleet.mismatches)):
         if lines:
             click.echo(f"{title}:")

@@ -8,6 +8,7 @@ The keys of each role (count, switch, command) come from the role table.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 from dotenv import dotenv_values
 
-from . import values
+from . import paths, values
 from .roles import MAX_API_WORKERS, ROLES, Kind, Role, default_api_workers
 
 DEFAULT_CONFIG = Path("/etc/dograh/dograh.env")
@@ -27,14 +28,21 @@ MAX_BASE_PORT = 65535 - BAND_OFFSET - MAX_API_WORKERS + 1
 
 EXAMPLE_APP = "dograh_systemd.example.app:app"
 
+# How the site serves HTTPS: not at all, with the admin's own certificate, with
+# one dograhctl makes, or with certbot's (ACME, HTTP-01 on port 80).
+TLS_MODES = ("off", "files", "self-signed", "acme")
+
 # Defaults of the keys that depend on the layout: the embedded example, or a
-# Dograh checkout (its venv, its api/.env).
+# Dograh checkout (its venv, its api/.env, its call registry).
 EXAMPLE_LAYOUT = {
     "DOGRAH_APP": EXAMPLE_APP,
     "DOGRAH_APP_DIR": "/var/lib/dograh",
     "DOGRAH_PYTHON": "/usr/bin/python3",
     "DOGRAH_ENV_FILES": "",
 }
+# Dograh's calls last up to 20 minutes (its stale-call timeout), and its own
+# Kubernetes chart gives a drain 1,260 s: the longest call plus a minute.
+DOGRAH_DRAIN_TIMEOUT = 1260
 
 
 def dograh_layout(checkout: str) -> dict[str, str]:
@@ -43,6 +51,10 @@ def dograh_layout(checkout: str) -> dict[str, str]:
         "DOGRAH_APP_DIR": checkout,
         "DOGRAH_PYTHON": f"{checkout}/venv/bin/python",
         "DOGRAH_ENV_FILES": f"{checkout}/api/.env",
+        "DOGRAH_CALLS_PATH": "/api/v1/health/active-calls",
+        # A voice pipeline's buffers and provider streams, an estimate to measure.
+        "DOGRAH_CALL_MEMORY_KB": "4096",
+        "DRAIN_TIMEOUT": str(DOGRAH_DRAIN_TIMEOUT),
     }
 
 
@@ -71,10 +83,26 @@ class Settings:
     app_dir: Path
     python: Path
     env_files: tuple[Path, ...]
+    calls_path: str | None
+    calls_header: str
+    tools_path: tuple[Path, ...]
     nginx_listen: tuple[str | None, int]
+    https_listen: tuple[str | None, int]
+    # Several hosts: the edge names its worker hosts (and where each singleton
+    # runs); a worker host names its edge, the one address its ports accept.
+    hosts: tuple[tuple[str, str], ...]
+    singleton_hosts: tuple[tuple[str, str], ...]
+    edge: str | None
+    cluster_key: Path
+    tls: str
+    tls_certificate: Path | None
+    tls_key: Path | None
+    acme_email: str | None
+    acme_server: str
     nginx_server_name: str
     nginx_location: str
     worker_memory_mb: int
+    call_memory_kb: int
     drain_timeout: int
     checkout: Path | None
 
@@ -100,6 +128,31 @@ class Settings:
         if command and command[0] in ("python", "python3"):
             return (str(self.python), *command[1:])
         return command
+
+    @property
+    def unit_env_files(self) -> tuple[Path, ...]:
+        """Every env file of the units, in order (a later one wins): the config file,
+        DOGRAH_ENV_FILES, and for a Dograh checkout the secret dograhctl may make."""
+        made = (paths.SECRETS,) if self.checkout else ()
+        return (self.config_path, *self.env_files, *made)
+
+    @property
+    def mode(self) -> str:
+        """``edge`` (the front door of worker hosts), ``worker`` (a worker host behind an
+        edge), or ``single`` (everything on this host)."""
+        return "edge" if self.hosts else "worker" if self.edge else "single"
+
+    def singleton_host(self, role: str) -> str | None:
+        """The worker host a singleton runs on: as placed, else the first host."""
+        placed = dict(self.singleton_hosts)
+        return placed.get(role, self.hosts[0][0] if self.hosts else None)
+
+    @property
+    def public_names(self) -> list[str]:
+        """The server names a certificate can be issued for (not localhost, _ or patterns)."""
+        return [name for name in self.nginx_server_name.split()
+                if "." in name and not name.startswith(("~", "*", ".")) and "*" not in name
+                and not name.replace(".", "").isdigit() and name != "localhost"]
 
     @property
     def paths_in_home(self) -> bool:
@@ -153,13 +206,39 @@ KEYS = (
     Key("DOGRAH_PYTHON", "python", values.absolute_path,
         "the absolute path of a Python interpreter"),
     Key("DOGRAH_ENV_FILES", "env_files", values.path_list, "absolute paths separated by spaces"),
+    Key("DOGRAH_CALLS_PATH", "calls_path", lambda v: values.location_path(v) if v else None,
+        "the URL path of the app's call registry, or empty for none"),
+    Key("DOGRAH_CALLS_HEADER", "calls_header", values.header_name, "an HTTP header name",
+        "X-Dograh-Devops-Secret"),
+    Key("DOGRAH_TOOLS_PATH", "tools_path", values.directory_list,
+        "absolute directories separated by colons", ""),
     Key("DOGRAH_NGINX_LISTEN", "nginx_listen", values.listen, "a port, or address:port", "80"),
+    Key("DOGRAH_NGINX_HTTPS_LISTEN", "https_listen", values.listen,
+        "a port, or address:port", "443"),
+    Key("DOGRAH_HOSTS", "hosts", values.host_list,
+        "worker hosts as name=address, separated by spaces", ""),
+    Key("DOGRAH_SINGLETON_HOSTS", "singleton_hosts", values.placements,
+        "role=host pairs, e.g. ari-manager=worker1", ""),
+    Key("DOGRAH_EDGE", "edge", values.optional_ip, "the edge's IP address, or empty", ""),
+    Key("DOGRAH_CLUSTER_KEY", "cluster_key", values.absolute_path,
+        "the absolute path of the edge's SSH key for its worker hosts",
+        "/etc/dograh/cluster_key"),
+    Key("DOGRAH_TLS", "tls", values.choice(*TLS_MODES), " | ".join(TLS_MODES), "off"),
+    Key("DOGRAH_TLS_CERTIFICATE", "tls_certificate", values.optional_path,
+        "the absolute path of a certificate (with its chain), PEM"),
+    Key("DOGRAH_TLS_KEY", "tls_key", values.optional_path,
+        "the absolute path of its private key, PEM"),
+    Key("DOGRAH_ACME_EMAIL", "acme_email", values.email, "an email address, or empty"),
+    Key("DOGRAH_ACME_SERVER", "acme_server", values.https_url, "an https:// ACME directory URL",
+        "https://acme-v02.api.letsencrypt.org/directory"),
     Key("DOGRAH_NGINX_SERVER_NAME", "nginx_server_name", values.server_names,
         "host names separated by spaces", "localhost"),
     Key("DOGRAH_NGINX_LOCATION", "nginx_location", values.location,
         "a URL path that starts and ends with /", "/api/"),
     Key("DOGRAH_WORKER_MEMORY_MB", "worker_memory_mb", values.int_in(16, 65536),
         "an integer 16..65536 (MB)", "400"),
+    Key("DOGRAH_CALL_MEMORY_KB", "call_memory_kb", values.int_in(1, 1 << 20),
+        "an integer 1..1048576 (KB)", "64"),
     Key("DRAIN_TIMEOUT", "drain_timeout", values.int_in(0, 86400), "seconds, 0..86400", "300"),
 )
 CHECKOUT_KEY = Key("DOGRAH_CHECKOUT", "checkout",
@@ -201,7 +280,8 @@ def parse(path: Path, raw: Mapping[str, str], roles: tuple[Role, ...] = ROLES) -
         if role.kind is Kind.MIGRATION:
             count = 1 if command else 0
         elif role.kind is Kind.SINGLETON:
-            count = int(get(role.enable_key, "true", values.boolean, "true or false"))
+            count = int(get(role.enable_key, "true" if role.enabled_by_default else "false",
+                            values.boolean, "true or false"))
         else:
             default_count = default_api_workers() if role.kind is Kind.API else 1
             count = get(role.count_key, str(default_count),
@@ -212,12 +292,45 @@ def parse(path: Path, raw: Mapping[str, str], roles: tuple[Role, ...] = ROLES) -
     settings = Settings(config_path=path, checkout=checkout,
                         roles={role.name: role_settings(role) for role in roles},
                         **{key.field: read(key, layout) for key in KEYS})
-    port = settings.nginx_listen[1]
-    for band in (0, 1):
-        if port in settings.band_ports(band):
-            raise ConfigError(
-                f"{path}: DOGRAH_NGINX_LISTEN={raw.get('DOGRAH_NGINX_LISTEN', '80')!r} is "
-                f"invalid (port {port} is one the API workers may use: "
-                + " and ".join(f"{b[0]}-{b[-1]}" for b in map(settings.band_ports, (0, 1)))
-                + "); allowed: a port outside them, or another UVICORN_BASE_PORT")
+    _check_together(path, raw, settings)
     return settings
+
+
+def _check_together(path: Path, raw: Mapping[str, str], settings: Settings) -> None:
+    """What no single key can tell: the site's ports, and the keys a TLS mode needs."""
+    def refuse(key: str, why: str, allowed: str) -> None:
+        raise ConfigError(f"{path}: {key}={raw.get(key, '')!r} is invalid ({why}); "
+                          f"allowed: {allowed}")
+
+    workers = " and ".join(f"{b[0]}-{b[-1]}" for b in map(settings.band_ports, (0, 1)))
+    for key, (_, port) in (("DOGRAH_NGINX_LISTEN", settings.nginx_listen),
+                           ("DOGRAH_NGINX_HTTPS_LISTEN", settings.https_listen)):
+        if any(port in settings.band_ports(band) for band in (0, 1)):
+            refuse(key, f"port {port} is one the API workers may use: {workers}",
+                   "a port outside them, or another UVICORN_BASE_PORT")
+    if settings.tls != "off" and settings.https_listen[1] == settings.nginx_listen[1]:
+        refuse("DOGRAH_NGINX_HTTPS_LISTEN", "it is the plain HTTP port too",
+               "another port than DOGRAH_NGINX_LISTEN")
+    if settings.tls == "files":
+        for key, value in (("DOGRAH_TLS_CERTIFICATE", settings.tls_certificate),
+                           ("DOGRAH_TLS_KEY", settings.tls_key)):
+            if value is None:
+                refuse(key, "DOGRAH_TLS=files needs it", "an absolute path")
+    if settings.hosts and settings.edge:
+        refuse("DOGRAH_EDGE", "DOGRAH_HOSTS makes this host the edge",
+               "empty on the edge; on a worker host, the edge's address")
+    if settings.edge and ipaddress.ip_address(settings.host).is_loopback:
+        refuse("UVICORN_HOST", "a worker host's API workers listen where the edge reaches them",
+               "this host's address on the network it shares with the edge")
+    hosts = {name for name, _ in settings.hosts}
+    for role, host in settings.singleton_hosts:
+        if role not in settings.roles or settings.roles[role].role.kind is not Kind.SINGLETON:
+            refuse("DOGRAH_SINGLETON_HOSTS", f"{role} is not a singleton",
+                   ", ".join(n for n, r in settings.roles.items()
+                             if r.role.kind is Kind.SINGLETON))
+        if host not in hosts:
+            refuse("DOGRAH_SINGLETON_HOSTS", f"{host} is not in DOGRAH_HOSTS",
+                   "a host DOGRAH_HOSTS names")
+    if settings.tls == "acme" and not settings.public_names:
+        refuse("DOGRAH_NGINX_SERVER_NAME", "DOGRAH_TLS=acme needs a public name to certify",
+               "the host names the site answers for, e.g. dograh.example.com")

@@ -7,17 +7,25 @@ sandbox, never as root. A pass here means the units can start.
 
 from __future__ import annotations
 
+import datetime
+import json
+import re
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from . import paths, preflight, probe
+from . import capacity, certificates, devops_secret, files, front, paths, preflight, probe
+from .certificates import Pair
 from .context import Context
 from .errors import DograhError
 from .plan import ports_of
+from .record import Fleet
+from .templates import Member, dial_address
 
 SERVICE_USER = "dograh"
 
@@ -34,7 +42,8 @@ def run(ctx: Context) -> list[Check]:
     settings = ctx.settings
     checks = [
         _interpreter(ctx),
-        *[_readable(ctx, path) for path in (settings.config_path, *settings.env_files)],
+        *[_readable(ctx, path) for path in settings.unit_env_files
+          if path != paths.SECRETS or path.exists()],  # the secret file is optional
         _imports(ctx, "worker runtime", "import dograh_systemd.worker.runtime",
                  "the app's venv needs uvicorn (Dograh's requirements have it); "
                  f"{paths.RUNTIME_PATH} comes with the package"),
@@ -48,13 +57,139 @@ def run(ctx: Context) -> list[Check]:
     for key, default_port in (("REDIS_URL", 6379), ("DATABASE_URL", 5432)):
         if env.get(key):
             checks.append(_reachable(key, env[key], default_port))
+    if settings.checkout:
+        checks += [_devops_secret(env),
+                   _tool(ctx, "node", "node --version", NODE_AT_LEAST,
+                         "Dograh's API runs an MCP validator on Node >= 22.6 (Debian's is "
+                         "older): install one and name its bin/ in DOGRAH_TOOLS_PATH"),
+                   _tool(ctx, "ffmpeg", "ffmpeg -version", None,
+                         "apt install ffmpeg, or name the directory of yours in "
+                         "DOGRAH_TOOLS_PATH")]
+    if settings.calls_path:
+        checks.append(_call_registry(ctx, env.get(devops_secret.KEY, "")))
+    pair = front.serving(settings)
+    if pair:
+        checks.append(_certificate(ctx, pair))
+    if settings.tls == "acme":
+        checks.append(_acme_renewal(ctx))
+    checks.append(_by_address(ctx))
+    checks.append(_ceiling(ctx))
     return checks
+
+
+def _ceiling(ctx: Context) -> Check:
+    """The host's call ceiling; a limit a setting could lift must not bind before memory."""
+    record = ctx.store.load()
+    ceiling = capacity.measure(ctx, record.fleet if record else Fleet())
+    if ceiling.nginx is None:
+        return Check("call ceiling", False, "nginx does not run", "systemctl start nginx")
+    if ceiling.bound_by != "memory":
+        return Check("call ceiling", False, ceiling.describe(),
+                     "dograhctl render raises nginx's limits and dograhctl restart the workers' "
+                     "(more API workers raise the open files too)")
+    return Check("call ceiling", True, ceiling.describe())
+
+
+# A certificate this close to its end fails the check.
+DAYS_LEFT_AT_LEAST = 7
+
+
+def _certificate(ctx: Context, pair: Pair) -> Check:
+    name = f"certificate {pair.certificate}"
+    try:
+        facts = certificates.read(ctx.systemd, pair)
+    except DograhError as exc:
+        return Check(name, False, str(exc), "fix DOGRAH_TLS_CERTIFICATE and DOGRAH_TLS_KEY, or "
+                     "run dograhctl render")
+    wanted = ctx.settings.public_names or ["localhost"]
+    missing = [host for host in wanted if not facts.covers(host)]
+    days = facts.days_left(datetime.datetime.now(datetime.UTC))
+    detail = f"covers {', '.join(wanted)}, {days} days left"
+    if missing:
+        return Check(name, False, f"does not cover {', '.join(missing)}",
+                     "a certificate for DOGRAH_NGINX_SERVER_NAME (dograhctl render makes or "
+                     "issues one for self-signed and acme)")
+    if days < DAYS_LEFT_AT_LEAST:
+        return Check(name, False, detail, "renew it (acme: certbot renew)")
+    return Check(name, True, detail + (" (self-signed: browsers warn)"
+                                       if ctx.settings.tls == "self-signed" else ""))
+
+
+def _acme_renewal(ctx: Context) -> Check:
+    name = "ACME renewal"
+    conf = files.read(paths.ACME_RENEWAL) or ""
+    if f"renew_hook = {paths.CERTBOT_DEPLOY_HOOK}" not in conf:
+        return Check(name, False, f"{paths.ACME_RENEWAL} has no deploy hook that reloads nginx",
+                     "run dograhctl render (it asks certbot for the certificate with the hook)")
+    timer = ctx.systemd.run(["systemctl", "is-enabled", "certbot.timer"]).stdout.strip()
+    if timer != "enabled":
+        return Check(name, False, f"certbot.timer is {timer or 'missing'}",
+                     "systemctl enable --now certbot.timer")
+    return Check(name, True, "certbot.timer renews it; the deploy hook reloads nginx")
+
+
+def _by_address(ctx: Context) -> Check:
+    names = ctx.settings.nginx_server_name
+    if front.read(ctx).default_server:
+        return Check("reached by address", True, "the site is nginx's default server")
+    return Check("reached by address", True, "an nginx site of the admin's is the default "
+                 f"server: requests by address go there; the API answers for {names}")
+
+
+NODE_AT_LEAST = (22, 6)
+
+
+def _devops_secret(env: dict[str, str]) -> Check:
+    name = devops_secret.KEY
+    if devops_secret.is_real(env.get(name)):
+        return Check(name, True, "set (not the placeholder)")
+    return Check(name, False, "missing or the placeholder: Dograh's API will not start",
+                 "run dograhctl scale (it makes one), or set a real one in the env files")
+
+
+def _tool(ctx: Context, name: str, command: str, at_least: tuple[int, ...] | None,
+          fix: str) -> Check:
+    """A program the app runs, found on the units' PATH, as the service user."""
+    result = probe.run(ctx, ["/bin/sh", "-c", command])
+    first = (result.stdout.strip().splitlines() or [""])[0]
+    if result.returncode != 0:
+        return Check(name, False, "not found on the units' PATH", fix)
+    found = re.search(r"(\d+)\.(\d+)", first)
+    version = tuple(int(part) for part in found.groups()) if found else ()
+    if at_least and version < at_least:
+        return Check(name, False, f"{first}, older than {'.'.join(map(str, at_least))}", fix)
+    return Check(name, True, first)
+
+
+def _call_registry(ctx: Context, secret: str) -> Check:
+    """The app's call registry answers a running worker, with the secret."""
+    settings = ctx.settings
+    name = f"call registry {settings.calls_path}"
+    record = ctx.store.load()
+    units = record.fleet.of(settings.api.role.name) if record else ()
+    running = [unit for unit, state in ctx.systemd.show(units).items() if state.ready]
+    if not running:
+        return Check(name, False, "no API worker runs to ask", "start them: dograhctl scale")
+    port = settings.api.role.instance_name(running[0])
+    address = Member(dial_address(settings.host), int(port)).endpoint
+    request = urllib.request.Request(f"http://{address}{settings.calls_path}",
+                                     headers={settings.calls_header: secret})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            calls = json.loads(answer.read())["active_calls"]
+    except urllib.error.HTTPError as exc:
+        return Check(name, False, f"{running[0]} answers HTTP {exc.code}",
+                     f"check {devops_secret.KEY} and DOGRAH_CALLS_HEADER")
+    except (OSError, ValueError, KeyError) as exc:
+        return Check(name, False, f"{running[0]} does not answer it ({exc})",
+                     "check DOGRAH_CALLS_PATH")
+    return Check(name, True, f"{running[0]} holds {calls} call(s)")
 
 
 def _app_env(ctx: Context) -> dict[str, str]:
     """The app's env files as systemd reads them (only to find the services to reach)."""
     env: dict[str, str] = {}
-    for path in (ctx.settings.config_path, *ctx.settings.env_files):
+    for path in ctx.settings.unit_env_files:
         if path.is_file():
             env.update({k: v for k, v in dotenv_values(path).items() if v is not None})
     return env

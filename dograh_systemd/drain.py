@@ -6,6 +6,8 @@ every WebSocket the moment it got SIGTERM, so the stop waits for this.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .context import Context
 from .worker import contract
 from .worker.contract import Load
@@ -13,10 +15,18 @@ from .worker.contract import Load
 REPORT_EVERY = 5.0
 
 
-def until_idle(ctx: Context, units: list[str], deadline: float, timeout: float) -> int:
+@dataclass(frozen=True)
+class Cut:
+    """What a drain timeout left to the stop: live calls, and workers whose app
+    could not say how many it had (named, with why)."""
+
+    calls: int = 0
+    uncounted: tuple[str, ...] = ()
+
+
+def until_idle(ctx: Context, units: list[str], deadline: float, timeout: float) -> Cut:
     """Wait until ``units`` are idle, or until ``deadline`` (wall clock, ``timeout``
-    seconds after the drain began). Returns the calls live at the deadline: the ones
-    a stop cuts.
+    seconds after the drain began). Returns what a stop at the deadline cuts.
 
     Each worker's load comes from its own Status line. A worker that is not
     serving holds nothing; a read of the app's call count that failed is never
@@ -24,11 +34,15 @@ def until_idle(ctx: Context, units: list[str], deadline: float, timeout: float) 
     """
     units = [unit for unit, state in ctx.systemd.show(units).items() if _serving(state.active)]
     if not units:
-        return 0
+        return Cut()
     began = ctx.clock.time()
     # nginx has just let go of these workers: a zero must come from a Status
-    # line the worker wrote after that.
-    ctx.clock.sleep(contract.STATUS_INTERVAL + 0.2)
+    # line the worker wrote after that, from a read of the app's count that
+    # began after it (the slowest read gives up after APP_CALLS_TIMEOUT).
+    fresh = contract.STATUS_INTERVAL + 0.2
+    if ctx.settings.calls_path:
+        fresh += contract.APP_CALLS_INTERVAL + contract.APP_CALLS_TIMEOUT
+    ctx.clock.sleep(fresh)
     shown: dict[str, tuple[str, float]] = {}
     while True:
         now = ctx.clock.time()
@@ -41,11 +55,16 @@ def until_idle(ctx: Context, units: list[str], deadline: float, timeout: float) 
                 shown[unit] = (text, waited)
         if not busy:
             ctx.report(f"drained {len(units)} worker(s) in {waited:.0f}s")
-            return 0
+            return Cut()
         if now >= deadline:
-            cut = sum(load.calls for load, _ in busy.values())
+            cut = Cut(calls=sum(load.calls for load, _ in busy.values()),
+                      uncounted=tuple(f"{unit} ({load.app_error})"
+                                      for unit, (load, _) in sorted(busy.items())
+                                      if load.app_error))
             ctx.report(f"drain timeout after {timeout:.0f}s: stopping {len(busy)} worker(s) "
-                       f"with {cut} live call(s)")
+                       f"with {cut.calls} live call(s)"
+                       + (f"; the app could not count the calls of {', '.join(cut.uncounted)}"
+                          if cut.uncounted else ""))
             return cut
         ctx.clock.sleep(min(1.0, max(0.0, deadline - now)))
 

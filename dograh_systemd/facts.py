@@ -1,13 +1,14 @@
-"""What this host runs, as far as the generated files care: systemd's and nginx's versions.
+"""What this host runs, as far as the generated files care: systemd's and nginx's
+versions, and how many files nginx's processes may open.
 
-Gathered once per command through the systemd seam and handed to the
-templates, which stay pure.
+Gathered once per command and handed to the templates, which stay pure.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from .systemd import Systemd
 
@@ -18,6 +19,9 @@ class Facts:
     # rendering assumes where it cannot ask (a staging root on another machine).
     systemd: int = 252
     nginx: tuple[int, ...] = (1, 22, 1)
+    # The hard open-file limit nginx runs under (its workers may raise their own
+    # soft limit up to it); None while nginx does not run.
+    nginx_open_files: int | None = None
 
     @property
     def restart_backoff(self) -> bool:
@@ -39,4 +43,27 @@ def gather(systemd: Systemd) -> Facts:
     found = re.match(r"systemd (\d+)", systemd.run(["systemctl", "--version"]).stdout)
     nginx = re.search(r"nginx/(\d+(?:\.\d+)*)", systemd.run(["nginx", "-v"]).stderr)
     return Facts(systemd=int(found.group(1)) if found else versions.systemd,
-                 nginx=tuple(map(int, nginx.group(1).split("."))) if nginx else versions.nginx)
+                 nginx=tuple(map(int, nginx.group(1).split("."))) if nginx else versions.nginx,
+                 nginx_open_files=_nginx_hard_open_files())
+
+
+def _nginx_hard_open_files() -> int | None:
+    try:
+        limits = open_file_limits(int(Path("/run/nginx.pid").read_text()))
+    except (OSError, ValueError):
+        return None
+    return limits[1] if limits else None
+
+
+def open_file_limits(pid: int) -> tuple[int, int] | None:
+    """(soft, hard) "Max open files" of a process, from /proc: what systemd reports for a
+    unit is what it asked for, not what the process got."""
+    try:
+        limits = Path(f"/proc/{pid}/limits").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^Max open files\s+(\S+)\s+(\S+)", limits, re.M)
+    if not found:
+        return None
+    soft, hard = (1 << 20 if value == "unlimited" else int(value) for value in found.groups())
+    return soft, hard

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import drain, paths, rollout, templates, units
+from . import drain, front, paths, rollout, templates, units
 from .context import Context
 from .errors import DograhError
 from .record import Fleet, Operation, Phase, Record
@@ -29,22 +29,28 @@ ROLLBACK = "rollback"
 @dataclass(frozen=True)
 class Outcome:
     operation: Operation
-    calls_cut: int
+    cut: drain.Cut
+    # Stopped, as asked, once the new units were READY: the next command finishes it.
+    staged: bool = False
 
 
-def begin(ctx: Context, op: Operation) -> Outcome:
-    """Record ``op``, then carry it out."""
+def begin(ctx: Context, op: Operation, stage: bool = False) -> Outcome:
+    """Record ``op``, then carry it out; with ``stage``, only until the new units are READY
+    (an edge switches its nginx to them before this host's old ones leave)."""
     ctx.store.save(Record(op.previous, op))
-    return carry_out(ctx, op)
+    return carry_out(ctx, op, stage=stage)
 
 
-def carry_out(ctx: Context, op: Operation, resumed: bool = False) -> Outcome:
+def carry_out(ctx: Context, op: Operation, resumed: bool = False,
+              stage: bool = False) -> Outcome:
     """Take the fleet from ``op.previous`` to ``op.target``, from ``op.phase`` on."""
     if op.phase in (Phase.START, Phase.SWITCH):
         try:
             if op.phase is Phase.START:
                 _start(ctx, op)
-                op = _advance(ctx, op, Phase.SWITCH)
+                op = _advance(ctx, op, Phase.SWITCH, staged=stage)
+                if stage:
+                    return Outcome(op, drain.Cut(), staged=True)
             _switch(ctx, op, resumed)
         except DograhError as failure:
             if op.verb == ROLLBACK:
@@ -54,11 +60,11 @@ def carry_out(ctx: Context, op: Operation, resumed: bool = False) -> Outcome:
             raise DograhError(f"{failure} (rolled back)") from None
         deadline = None if op.drain_timeout is None else ctx.clock.time() + op.drain_timeout
         op = _advance(ctx, op, Phase.DRAIN, drain_deadline=deadline)
-    calls_cut = 0
+    cut = drain.Cut()
     if op.phase is Phase.DRAIN:
         if op.drain_timeout is not None and op.drain_deadline is not None:
-            calls_cut = drain.until_idle(ctx, _leaving(ctx, op, Kind.API), op.drain_deadline,
-                                         op.drain_timeout)
+            cut = drain.until_idle(ctx, _leaving(ctx, op, Kind.API), op.drain_deadline,
+                                   op.drain_timeout)
         op = _advance(ctx, op, Phase.STOP)
     if op.phase is Phase.STOP:
         _stop(ctx, op)
@@ -66,7 +72,7 @@ def carry_out(ctx: Context, op: Operation, resumed: bool = False) -> Outcome:
     if op.phase is Phase.ROLL:
         _roll(ctx, op)
     ctx.store.save(Record(op.target))
-    return Outcome(op, calls_cut)
+    return Outcome(op, cut)
 
 
 def _advance(ctx: Context, op: Operation, phase: Phase, **changes: object) -> Operation:
@@ -80,7 +86,8 @@ def _start(ctx: Context, op: Operation) -> None:
     settings, systemd = ctx.settings, ctx.systemd
     units.install(systemd, op.units)
     wanted = op.target.all_units()
-    systemd.enable([paths.TARGET, *wanted])
+    host_units = templates.HOST_UNITS[settings.mode]
+    systemd.enable([paths.TARGET, *host_units, *wanted])
     if op.verb == ROLLBACK:
         # The previous fleet ran before: start what is missing, expect nothing new.
         states = systemd.show(wanted)
@@ -97,9 +104,10 @@ def _start(ctx: Context, op: Operation) -> None:
                 raise DograhError(f"migrations failed, the running fleet is unchanged; "
                                   f"journal: {why}") from None
     states = systemd.show(wanted)
-    # New units, and any of the fleet's that died and stayed down; and the
-    # target, so that "systemctl stop dograh.target" stops what runs now.
-    systemd.start_no_block([paths.TARGET])
+    # New units, and any of the fleet's that died and stayed down; the host's
+    # own units; and the target, so that "systemctl stop dograh.target" stops
+    # what runs now.
+    systemd.start_no_block([paths.TARGET, *host_units])
     rollout.start_and_wait(ctx, [unit for unit in wanted if not states[unit].ready])
 
 
@@ -107,10 +115,9 @@ def _switch(ctx: Context, op: Operation, resumed: bool) -> None:
     """nginx sends to the target's API workers only. A resumed operation reloads
     even when the files are in place: the interrupted one may not have."""
     upstream = op.target.upstream
-    if not upstream:
-        return
-    rendered = templates.render_nginx(ctx.settings, upstream, ctx.facts)
-    if ctx.nginx.apply(rendered, reload=resumed):
+    if ctx.settings.mode != "single":
+        return  # a worker host has no site; the edge's nginx is the edge's to switch
+    if upstream and front.apply(ctx, upstream, reload=resumed):
         ctx.report("nginx upstream dograh_api: " + describe(op.target))
 
 
@@ -125,6 +132,13 @@ def _stop(ctx: Context, op: Operation) -> None:
     ctx.systemd.stop(leaving)
     ctx.systemd.disable(leaving)
     ctx.systemd.reset_failed(leaving)
+    # Host units of another mode (this host was a worker host, say, and is not now).
+    installed = units.installed(ctx.settings)
+    for names in templates.HOST_UNITS.values():
+        for name in names:
+            if name not in op.units and name in installed:
+                ctx.systemd.discard(name)
+                ctx.systemd.disable([name])
     units.prune(ctx.systemd, ctx.settings, op.units)
 
 

@@ -16,19 +16,6 @@ NGINX_TEMPLATES = TEMPLATE_ROOT / "nginx"
 # (an app's own venv too) can import them through PYTHONPATH.
 RUNTIME_PATH = Path("/usr/lib/dograh-systemd/python")
 
-UNIT_DIR = Path("/etc/systemd/system")
-TARGET = "dograh.target"
-
-# Transient timers that re-weigh the upstream while it is uneven.
-REBALANCE_UNIT = "dograh-rebalance"
-# The transient service a deploy runs in when it must not hold its caller
-# (the package's upgrade: dpkg must not wait for a drain).
-DEPLOY_UNIT = "dograh-deploy.service"
-
-NGINX_SITE = Path("/etc/nginx/sites-available/dograh")
-NGINX_SITE_LINK = Path("/etc/nginx/sites-enabled/dograh")
-NGINX_UPSTREAM = Path("/etc/nginx/dograh/upstream.conf")
-
 # The fleet record: what should run, and any operation in progress. Root's
 # alone to write; anyone may read it (it holds no secret).
 STATE_DIR = Path("/var/lib/dograh-systemd")
@@ -38,3 +25,55 @@ RECORD = STATE_DIR / "fleet.json"
 # replace or pre-create it (unlike a file in the world-writable /run/lock).
 RUN_DIR = Path("/run/dograh-systemd")
 LOCK = RUN_DIR / "lock"
+
+# A Dograh checkout's DOGRAH_DEVOPS_SECRET, when dograhctl made it: not a
+# conffile (a maintainer script must not edit those), read after every other
+# env file, and removed once another file sets a real one.
+SECRETS = Path("/etc/dograh/secrets.env")
+
+UNIT_DIR = Path("/etc/systemd/system")
+TARGET = "dograh.target"
+# Transient timers that re-weigh the upstream while it is uneven.
+REBALANCE_UNIT = "dograh-rebalance"
+# A worker host's firewall: its API worker ports accept the edge only.
+FIREWALL_UNIT = "dograh-firewall.service"
+# The edge looks at its worker hosts on a timer: a host that stopped
+# answering leaves the upstream, one that is back joins it again.
+CLUSTER_UNIT = "dograh-cluster.service"
+CLUSTER_TIMER = "dograh-cluster.timer"
+CLUSTER_KNOWN_HOSTS = Path("/etc/dograh/cluster_known_hosts")
+# The transient service a deploy runs in when it must not hold its caller
+# (the package's upgrade: dpkg must not wait for a drain).
+DEPLOY_UNIT = "dograh-deploy.service"
+
+NGINX_SITE = Path("/etc/nginx/sites-available/dograh")
+NGINX_SITE_LINK = Path("/etc/nginx/sites-enabled/dograh")
+NGINX_UPSTREAM = Path("/etc/nginx/dograh/upstream.conf")
+# nginx.conf is the admin's: dograhctl raises its worker_connections only (no
+# other file can), noting the value it found so that removal puts it back. The
+# rest of nginx's limits go in a file nginx includes in its main context.
+NGINX_CONF = Path("/etc/nginx/nginx.conf")
+NGINX_CONNECTIONS_RAISED = STATE_DIR / "nginx-worker-connections"
+NGINX_CAPACITY = Path("/etc/nginx/modules-enabled/90-dograh-capacity.conf")
+# Admin-owned nginx snippets the Dograh site includes (the UI, object
+# storage, ...): the package creates the directory and never writes into it.
+NGINX_SNIPPETS = Path("/etc/dograh/nginx")
+# Debian's stock default site: the package takes its place while it is
+# enabled and unmodified, and gives it back on removal.
+NGINX_STOCK_DEFAULT = Path("/etc/nginx/sites-available/default")
+NGINX_STOCK_DEFAULT_LINK = Path("/etc/nginx/sites-enabled/default")
+TOOK_STOCK_DEFAULT = STATE_DIR / "took-stock-default-site"
+# Where an admin's enabled nginx configs live (one may hold a default server).
+NGINX_ENABLED = (Path("/etc/nginx/sites-enabled"), Path("/etc/nginx/conf.d"))
+
+# HTTPS: a self-signed certificate dograhctl makes, the webroot certbot's
+# HTTP-01 challenges are served from, certbot's certificate for the site, and
+# the hook certbot runs after each renewal (it reloads nginx, never restarts it).
+TLS_DIR = Path("/etc/dograh/tls")
+SELF_SIGNED_CERTIFICATE = TLS_DIR / "self-signed.crt"
+SELF_SIGNED_KEY = TLS_DIR / "self-signed.key"
+ACME_WEBROOT = STATE_DIR / "acme"
+ACME_CERT_NAME = "dograh"
+ACME_LIVE = Path("/etc/letsencrypt/live") / ACME_CERT_NAME
+ACME_RENEWAL = Path("/etc/letsencrypt/renewal") / f"{ACME_CERT_NAME}.conf"
+CERTBOT_DEPLOY_HOOK = Path("/usr/lib/dograh-systemd/certbot-deploy-hook")

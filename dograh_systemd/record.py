@@ -63,6 +63,9 @@ class Operation:
     roll: tuple[str, ...] = ()  # roles whose running processes are replaced
     drain_timeout: float | None = None  # None: leaving workers stop at once
     drain_deadline: float | None = None
+    # Stopped on purpose once the new units were READY, for an edge to switch its
+    # nginx: status leaves it be; the next changing command finishes it.
+    staged: bool = False
 
     def at(self, phase: Phase, **changes: Any) -> Operation:
         return replace(self, phase=phase, **changes)
@@ -127,7 +130,7 @@ def _operation_data(op: Operation) -> dict[str, Any]:
             "target": _fleet_data(op.target), "previous": _fleet_data(op.previous),
             "units": dict(op.units), "previous_units": dict(op.previous_units),
             "roll": list(op.roll), "drain_timeout": op.drain_timeout,
-            "drain_deadline": op.drain_deadline}
+            "drain_deadline": op.drain_deadline, "staged": op.staged}
 
 
 def _operation(data: Mapping[str, Any]) -> Operation:
@@ -139,7 +142,7 @@ def _operation(data: Mapping[str, Any]) -> Operation:
                      previous=_fleet(data["previous"]),
                      units=_texts(data["units"]), previous_units=_texts(data["previous_units"]),
                      roll=tuple(map(str, data["roll"])), drain_timeout=number("drain_timeout"),
-                     drain_deadline=number("drain_deadline"))
+                     drain_deadline=number("drain_deadline"), staged=bool(data.get("staged")))
 
 
 def _texts(data: Mapping[str, Any]) -> dict[str, str]:

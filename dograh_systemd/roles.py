@@ -31,11 +31,19 @@ class Role:
     count_min: int = 0
     count_max: int = 0
     enable_key: str = ""  # SINGLETON: the key that switches it on
+    enabled_by_default: bool = True
     command_key: str = ""
     example_command: str = ""
     dograh_command: str = ""
     # Seconds systemd waits for a stop: a singleton or pool worker finishes its work first.
     stop_timeout: int = 60
+    # Its working directory, relative to DOGRAH_APP_DIR (the app's by default),
+    # and variables of its own.
+    directory: str = ""
+    environment: tuple[str, ...] = ()
+    # A path the nginx site sends to it, and where it listens.
+    route: str = ""
+    route_address: str = ""
 
     @property
     def is_template(self) -> bool:
@@ -99,6 +107,14 @@ ROLES: tuple[Role, ...] = (
          command_key="DOGRAH_CAMPAIGN_ORCHESTRATOR_COMMAND",
          example_command=f"{EXAMPLE_SERVICE} campaign-orchestrator",
          dograh_command="python -m api.services.campaign.campaign_orchestrator"),
+    # Dograh's Next.js UI, on the Node that DOGRAH_TOOLS_PATH puts first on
+    # PATH (it needs Node >= 22.6; Debian 12 and 13 ship 18 and 20).
+    Role(name="ui", kind=Kind.SINGLETON, unit="dograh-ui", template="dograh-singleton.service.j2",
+         title="Dograh UI (Next.js)", enable_key="ENABLE_DOGRAH_UI", enabled_by_default=False,
+         command_key="DOGRAH_UI_COMMAND", example_command="/usr/bin/env node server.js",
+         dograh_command="/usr/bin/env node server.js", directory="ui",
+         environment=("PORT=3010", "HOSTNAME=127.0.0.1", "NODE_ENV=production"),
+         route="/", route_address="127.0.0.1:3010"),
 )
 
 API = next(role for role in ROLES if role.kind is Kind.API)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 
-from . import files, paths, templates, units
+from . import capacity, files, paths, templates, units
 from .context import Context
-from .record import Fleet, Record
+from .record import Fleet, Phase, Record
 from .roles import role_of
+from .systemd import UnitState
 from .worker import contract
 
 
@@ -32,6 +34,12 @@ class FleetStatus:
     operation: str | None
     # The last deploy run in the background (dograh-deploy.service), if any.
     deploy: str | None
+    # Calls this host can hold, and what bounds them.
+    capacity: dict[str, object]
+    # The API workers nginx should send to (an edge reads them from a worker
+    # host), with their live calls; and this host's CPUs.
+    members: list[dict[str, object]] = field(default_factory=list)
+    cpus: int = 0
     # Record, systemd and nginx disagree: exit 1.
     mismatches: list[str] = field(default_factory=list)
     # The config asks for something the fleet does not run yet.
@@ -86,7 +94,7 @@ def collect(ctx: Context, busy: str | None = None) -> FleetStatus:
                 how = "runs" if item.active != "inactive" else "is enabled"
                 mismatches.append(f"{item.unit} {how} but is not part of the fleet "
                                   f"({paths.RECORD})")
-    if fleet.upstream:
+    if fleet.upstream and settings.mode == "single":
         rendered = templates.render_nginx(settings, fleet.upstream, ctx.facts)
         if files.read(paths.NGINX_UPSTREAM) != rendered[paths.NGINX_UPSTREAM]:
             mismatches.append(f"{paths.NGINX_UPSTREAM} differs from the fleet record; "
@@ -96,7 +104,31 @@ def collect(ctx: Context, busy: str | None = None) -> FleetStatus:
         roles=listing, upstream=sorted(m.port for m in fleet.upstream),
         operation=f"{record.operation.verb} ({record.operation.phase.value})"
         if record.operation else None,
-        deploy=deploy, mismatches=mismatches, pending=_pending(ctx, record))
+        deploy=deploy, capacity=_capacity(ctx, fleet), mismatches=mismatches,
+        pending=_pending(ctx, record), members=_members(ctx, record, states),
+        cpus=os.cpu_count() or 1)
+
+
+def _members(ctx: Context, record: Record, states: dict[str, UnitState]) -> list[dict[str, object]]:
+    """Where nginx should send: the new workers once an operation has them READY."""
+    op = record.operation
+    serving = op.target if op and op.phase is not Phase.START else record.fleet
+    api = ctx.settings.api.role
+    members = []
+    for member in serving.upstream:
+        state = states.get(api.instance(member.port))
+        load = contract.parse_status(state.status) if state and state.ready else None
+        members.append({"address": member.address, "port": member.port,
+                        "weight": member.weight, "ready": bool(state and state.ready),
+                        "calls": load.calls if load else 0})
+    return members
+
+
+def _capacity(ctx: Context, fleet: Fleet) -> dict[str, object]:
+    ceiling = capacity.measure(ctx, fleet)
+    return {"calls": ceiling.calls, "bound_by": ceiling.bound_by, "nginx": ceiling.nginx,
+            "open_files": ceiling.open_files, "memory": ceiling.memory,
+            "text": ceiling.describe()}
 
 
 def _deploy(ctx: Context) -> str | None:

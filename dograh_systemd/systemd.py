@@ -165,13 +165,17 @@ class Systemd:
         """Run ``argv`` as the transient service ``name``: it outlives the caller, and
         its outcome stays readable (systemctl status, journalctl -u) until the next
         one. One still at work is stopped first; what it left, the new one finishes."""
-        self.run(["systemctl", "stop", name])
-        self.reset_failed([name])
+        self.discard(name)
         result = self.run(["systemd-run", "--quiet", f"--unit={name}",
                            f"--description={description}", "--remain-after-exit",
                            "--no-block", "--", *argv])
         if result.returncode != 0:
             raise DograhError(f"starting {name} failed: {_last(result.stderr)}")
+
+    def discard(self, unit: str) -> None:
+        """Stop ``unit`` and forget how it ended; a unit systemd does not know is no error."""
+        self.run(["systemctl", "stop", unit])
+        self.reset_failed([unit])
 
     def run_later(self, name: str, delay: int, description: str, argv: Sequence[str]) -> None:
         """Run ``argv`` once, ``delay`` seconds from now, as a transient timer named

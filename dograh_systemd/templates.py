@@ -15,7 +15,8 @@ from pathlib import Path
 
 import jinja2
 
-from . import files, paths, values
+from . import files, nginx, paths, values
+from .certificates import Pair
 from .config import RoleSettings, Settings
 from .facts import ASSUMED, Facts
 from .roles import Kind
@@ -86,9 +87,9 @@ def dial_address(host: str) -> str:
     return str(address)
 
 
-def _listens(settings: Settings) -> list[str]:
+def _listens(listen: tuple[str | None, int]) -> list[str]:
     """A bare port listens on IPv4 and IPv6, as Debian's default site does."""
-    address, port = settings.nginx_listen
+    address, port = listen
     if address is None:
         return [str(port), f"[::]:{port}"]
     return [Member(address, port).endpoint]
@@ -108,18 +109,29 @@ def _context(settings: Settings, facts: Facts) -> dict[str, object]:
                       if r.role.kind is Kind.MIGRATION and r.count), None)
     return {
         "config_path": settings.config_path,
-        "env_files": settings.env_files,
+        "env_files": settings.unit_env_files[1:],
         "app": settings.app,
         "app_dir": settings.app_dir,
         "paths_in_home": settings.paths_in_home,
         "python": settings.python,
         "host": settings.host,
-        "trusted_proxy": dial_address(settings.host),
+        # nginx connects from the edge when there is one, else from where it dials.
+        "trusted_proxy": settings.edge or dial_address(settings.host),
+        "mode": settings.mode,
+        "edge": settings.edge,
+        "worker_ports": ", ".join(f"{band[0]}-{band[-1]}"
+                                  for band in map(settings.band_ports, (0, 1))),
+        "calls_path": settings.calls_path,
+        "calls_header": settings.calls_header,
+        "tools_path": settings.tools_path,
         "runtime_path": paths.RUNTIME_PATH,
+        "secrets_path": paths.SECRETS,
         "migration_unit": migration.role.unit_file if migration else "",
         "contract": contract,
         "facts": facts,
-        "nginx_listens": _listens(settings),
+        "nginx_listens": _listens(settings.nginx_listen),
+        "snippets": paths.NGINX_SNIPPETS,
+        "acme_webroot": paths.ACME_WEBROOT,
         "nginx_server_name": settings.nginx_server_name,
         "nginx_location": settings.nginx_location,
         "upstream_path": paths.NGINX_UPSTREAM,
@@ -154,17 +166,30 @@ def render_units(settings: Settings, facts: Facts = ASSUMED) -> dict[Path, str]:
     target = paths.UNIT_TEMPLATES / f"{paths.TARGET}.j2"
     rendered[paths.UNIT_DIR / paths.TARGET] = env.get_template(target.name).render(
         context, header=_header(target, settings))
+    for name in HOST_UNITS[settings.mode]:
+        template = paths.UNIT_TEMPLATES / f"{name}.j2"
+        rendered[paths.UNIT_DIR / name] = env.get_template(template.name).render(
+            context, header=_header(template, settings))
     return rendered
 
 
+# Units of the host rather than of a role: a worker host's firewall, the
+# edge's periodic look at its worker hosts.
+HOST_UNITS = {"single": (), "worker": (paths.FIREWALL_UNIT,),
+              "edge": (paths.CLUSTER_UNIT, paths.CLUSTER_TIMER)}
+
+
 def unit_file_names(settings: Settings) -> list[str]:
-    """Every unit file name the role table can render, switched on or not."""
-    return [r.role.unit_file for r in settings.roles.values()] + [paths.TARGET]
+    """Every unit file name the role table and the host units can render."""
+    host_units = [name for names in HOST_UNITS.values() for name in names]
+    return [r.role.unit_file for r in settings.roles.values()] + [paths.TARGET, *host_units]
 
 
-def render_nginx(settings: Settings, members: Iterable[Member],
-                 facts: Facts = ASSUMED) -> dict[Path, str]:
-    """The nginx site, and its upstream of ``members``."""
+def render_nginx(settings: Settings, members: Iterable[Member], facts: Facts = ASSUMED,
+                 certificate: Pair | None = None, default_server: bool = False
+                 ) -> dict[Path, str]:
+    """The nginx site, and its upstream of ``members``; HTTPS with ``certificate``, and
+    nginx's default server (it answers requests by address) with ``default_server``."""
     members = sorted(members, key=lambda m: (m.address, m.port))
     if not members:
         raise ValueError("an nginx upstream needs at least one API worker")
@@ -172,9 +197,18 @@ def render_nginx(settings: Settings, members: Iterable[Member],
     context = _context(settings, facts)
     site = paths.NGINX_TEMPLATES / "dograh-site.j2"
     upstream = paths.NGINX_TEMPLATES / "dograh-upstream.j2"
-    return {
+    routes = [r.role for r in settings.roles.values() if r.role.route and r.count]
+    rendered = {
         paths.NGINX_SITE: env.get_template(site.name).render(
-            context, header=_header(site, settings)),
+            context, header=_header(site, settings), certificate=certificate,
+            default_server=default_server, routes=routes,
+            https_listens=_listens(settings.https_listen)),
         paths.NGINX_UPSTREAM: env.get_template(upstream.name).render(
             context, header=_header(upstream, settings), members=members),
     }
+    if facts.nginx_open_files:
+        capacity = paths.NGINX_TEMPLATES / "dograh-capacity.j2"
+        rendered[paths.NGINX_CAPACITY] = env.get_template(capacity.name).render(
+            context, header=_header(capacity, settings),
+            open_files=nginx.limits(facts.nginx_open_files)[0])
+    return rendered

@@ -6,9 +6,9 @@ package, and it succeeds whatever state the admin's own nginx sites are in.
 
 from __future__ import annotations
 
-from . import files, paths
+from . import files, front, paths
 from .context import Report
-from .nginx import Nginx
+from .nginx import Nginx, restore_connections
 from .record import Store
 from .roles import ROLES, Role, role_of
 from .systemd import Systemd
@@ -19,6 +19,8 @@ def uninstall(systemd: Systemd, nginx: Nginx, store: Store, report: Report,
     """Stop and disable every Dograh unit, remove what dograhctl generated; nginx keeps running."""
     seen = set(systemd.listed("dograh-*")) | set(systemd.wanted_by(paths.TARGET))
     ours = sorted(unit for unit in seen if role_of(unit, roles))
+    # A deploy still at work would start what is being removed.
+    systemd.discard(paths.DEPLOY_UNIT)
     unit_files = [paths.UNIT_DIR / name for name in
                   [role.unit_file for role in roles] + [paths.TARGET]]
     if any(path.exists() for path in unit_files):
@@ -33,6 +35,8 @@ def uninstall(systemd: Systemd, nginx: Nginx, store: Store, report: Report,
         wants.rmdir()
     systemd.cancel_later(paths.REBALANCE_UNIT)
     systemd.daemon_reload()
+    front.give_back_stock_default()
+    restore_connections()
     warning = nginx.remove_site()
     if warning:
         report(warning)

@@ -57,7 +57,7 @@ def app_environment(settings: Settings) -> str:
     """The app's own keys from every env file, in a stable form."""
     own = package_keys(tuple(r.role for r in settings.roles.values()))
     lines = []
-    for path in (settings.config_path, *settings.env_files):
+    for path in settings.unit_env_files:
         if not path.is_file():
             lines.append(f"# {path}: missing")
             continue

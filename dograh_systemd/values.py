@@ -105,6 +105,78 @@ def server_names(value: str) -> str:
     return " ".join(names)
 
 
+def location_path(value: str) -> str:
+    """A URL path such as /api/v1/health/active-calls."""
+    if not re.fullmatch(r"(/[A-Za-z0-9_.\-]+)+/?", value):
+        raise ValueError("")
+    return value
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise ValueError("")
+        return value
+    return parse
+
+
+def email(value: str) -> str | None:
+    if not value:
+        return None
+    if not re.fullmatch(r"[^@\s]+@[A-Za-z0-9.\-]+", value):
+        raise ValueError("")
+    return value
+
+
+def https_url(value: str) -> str:
+    if not re.fullmatch(r"https://[A-Za-z0-9.\-]+(:[0-9]+)?(/[A-Za-z0-9._~/\-]*)?", value):
+        raise ValueError("")
+    return value
+
+
+def optional_path(value: str) -> Path | None:
+    return absolute_path(value) if value else None
+
+
+def host_list(value: str) -> tuple[tuple[str, str], ...]:
+    """Worker hosts as name=address pairs, separated by spaces."""
+    hosts = []
+    for item in value.split():
+        name, _, address = item.partition("=")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name):
+            raise ValueError(f"{item!r}: a host is name=address, the name in a-z, 0-9 and -")
+        hosts.append((name, ip_address(address)))
+    if len({name for name, _ in hosts}) != len(hosts):
+        raise ValueError("a host name appears twice")
+    return tuple(hosts)
+
+
+def placements(value: str) -> tuple[tuple[str, str], ...]:
+    """role=host pairs, separated by spaces."""
+    pairs = []
+    for item in value.split():
+        role, _, host = item.partition("=")
+        if not role or not host:
+            raise ValueError(f"{item!r}: a placement is role=host")
+        pairs.append((role, host))
+    return tuple(pairs)
+
+
+def optional_ip(value: str) -> str | None:
+    return ip_address(value) if value else None
+
+
+def header_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9-]+", value):
+        raise ValueError("")
+    return value
+
+
+def directory_list(value: str) -> tuple[Path, ...]:
+    """Directories for PATH, separated by colons."""
+    return tuple(absolute_path(item) for item in value.split(":") if item)
+
+
 def location(value: str) -> str:
     if not re.fullmatch(r"/([A-Za-z0-9_.\-]+/)*", value):
         raise ValueError("")

@@ -8,7 +8,18 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from . import balance, files, operation, paths, plan, preflight, templates, units
+from . import (
+    balance,
+    devops_secret,
+    files,
+    front,
+    operation,
+    paths,
+    plan,
+    preflight,
+    templates,
+    units,
+)
 from .context import Context
 from .errors import DograhError
 from .operation import Outcome
@@ -21,37 +32,50 @@ from .worker import contract
 REBALANCE_AFTER = 60
 
 
-def resume(ctx: Context) -> Record:
+def resume(ctx: Context, staged_too: bool = True) -> Record:
     """Finish the operation an interrupted command left, if any; the record after it.
+    One staged for an edge is finished too, unless ``staged_too`` is False.
 
     Without a record (a fresh install, or the first command after an upgrade from
     a release that kept none) the fleet is read from what systemd runs.
     """
+    return finish(ctx, staged_too)[0]
+
+
+def finish(ctx: Context, staged_too: bool = True) -> tuple[Record, Outcome | None]:
+    """``resume``, with what the finished operation did."""
     record = ctx.store.load()
     if record is None:
         record = Record(adopt(ctx))
         ctx.store.save(record)
-    if record.operation:
-        op = record.operation
-        ctx.report(f"finishing an interrupted {op.verb} (it stopped at its {op.phase.value} "
-                   "phase)")
-        record = Record(operation.carry_out(ctx, op, resumed=True).operation.target)
-    return record
+    op = record.operation
+    if op is None or (op.staged and not staged_too):
+        return record, None
+    ctx.report(f"finishing {'a staged' if op.staged else 'an interrupted'} {op.verb} (at its "
+               f"{op.phase.value} phase)")
+    outcome = operation.carry_out(ctx, op, resumed=True)
+    return Record(outcome.operation.target), outcome
 
 
 def scale(ctx: Context, api_workers: int | None, pool_workers: dict[str, int],
-          force: bool, drain_timeout: float | None) -> Outcome:
-    """Bring the fleet to the asked-for size, on the config's definitions."""
+          force: bool, drain_timeout: float | None, singletons: frozenset[str] | None = None,
+          stage: bool = False) -> Outcome:
+    """Bring the fleet to the asked-for size, on the config's definitions. ``singletons``:
+    the ones this host runs, when an edge decides; ``stage``: stop once the new units
+    are READY (see operation.begin)."""
     record = resume(ctx)
-    op = _plan(ctx, record.fleet, Request("scale", api_workers, pool_workers, drain_timeout))
+    _make_secret(ctx)
+    op = _plan(ctx, record.fleet, Request("scale", api_workers, pool_workers, drain_timeout,
+                                          singletons))
     if op.roll:
         ctx.report("the unit files or the app's environment changed: every process of "
                    f"{', '.join(op.roll)} moves onto them, dropping no call")
     _preflight(ctx, op, force)
-    return _finish(ctx, operation.begin(ctx, op))
+    return _finish(ctx, operation.begin(ctx, op, stage=stage))
 
 
-def restart(ctx: Context, force: bool, drain_timeout: float | None) -> Outcome | None:
+def restart(ctx: Context, force: bool, drain_timeout: float | None,
+            stage: bool = False) -> Outcome | None:
     """Replace every process with a fresh one on the current code, dropping no call.
 
     A fleet the admin stopped (systemctl stop dograh.target) is not started:
@@ -62,6 +86,7 @@ def restart(ctx: Context, force: bool, drain_timeout: float | None) -> Outcome |
     api = ctx.settings.api.role
     if not fleet.of(api.name):
         raise DograhError("no API workers to restart; start some with: dograhctl scale")
+    _make_secret(ctx)
     if not _running(ctx, fleet):
         render(ctx, Path("/"), dry_run=False)
         ctx.report("the fleet is stopped: its units are updated, and it stays stopped until: "
@@ -69,9 +94,14 @@ def restart(ctx: Context, force: bool, drain_timeout: float | None) -> Outcome |
         return None
     pools = {name: len(fleet.of(name)) for name, r in ctx.settings.roles.items()
              if r.role.kind is Kind.POOL and name in fleet.units}
-    op = _plan(ctx, fleet, Request("restart", len(fleet.of(api.name)), pools, drain_timeout))
+    # A worker host keeps the singletons its edge placed there; a single host, the config's.
+    singletons = frozenset(name for name, r in ctx.settings.roles.items()
+                           if r.role.kind is Kind.SINGLETON and fleet.of(name)) \
+        if ctx.settings.mode == "worker" else None
+    op = _plan(ctx, fleet, Request("restart", len(fleet.of(api.name)), pools, drain_timeout,
+                                   singletons))
     _preflight(ctx, op, force)
-    return _finish(ctx, operation.begin(ctx, op))
+    return _finish(ctx, operation.begin(ctx, op, stage=stage))
 
 
 def restart_in_background(ctx: Context, options: list[str]) -> None:
@@ -105,10 +135,14 @@ def render(ctx: Context, root: Path, dry_run: bool) -> dict[Path, str]:
     the nginx site, dograh.target and the units of roles that run nothing now; unit
     definitions that running processes use wait for scale or restart, which move
     the processes onto them."""
-    fleet = resume(ctx).fleet if root == Path("/") and not dry_run else _read_fleet(ctx)
+    live = root == Path("/") and not dry_run
+    fleet = resume(ctx).fleet if live else _read_fleet(ctx)
+    if live:
+        front.prepare(ctx)
+    site = front.read(ctx)
     unit_files = templates.render_units(ctx.settings, ctx.facts)
     nginx_files = templates.render_nginx(ctx.settings, fleet.upstream or _first_upstream(ctx),
-                                         ctx.facts)
+                                         ctx.facts, site.certificate, site.default_server)
     changes = files.changed({**unit_files, **nginx_files}, root)
     if dry_run:
         for path, text in changes.items():
@@ -118,6 +152,7 @@ def render(ctx: Context, root: Path, dry_run: bool) -> dict[Path, str]:
         for path, text in changes.items():
             files.write_generated(files.under(root, path), text)
         return changes
+    _make_secret(ctx)
     states = ctx.systemd.show(fleet.all_units())
     busy = {ctx.settings.role(name).role.unit_file for name, role_units in fleet.units.items()
             if any(states[unit].running for unit in role_units)}
@@ -128,12 +163,21 @@ def render(ctx: Context, root: Path, dry_run: bool) -> dict[Path, str]:
     if definitions != fleet.definitions:
         ctx.store.save(Record(replace(fleet, definitions=definitions)))
     if fleet.upstream:
-        ctx.nginx.apply(nginx_files)
+        # Reloaded even when no file of ours changed: the admin's snippets may have.
+        front.apply(ctx, fleet.upstream, reload=True)
+        front.certify(ctx, fleet.upstream)
     waiting = sorted(path.name for path in changes if path in unit_files and path.name in busy)
     if waiting:
         ctx.report(f"unit files that running processes use changed ({', '.join(waiting)}); "
                    "they move onto them with: dograhctl restart")
     return {path: text for path, text in changes.items() if path.name not in waiting}
+
+
+def _make_secret(ctx: Context) -> None:
+    """A Dograh checkout's API needs a DOGRAH_DEVOPS_SECRET: make one if it has none."""
+    done = devops_secret.ensure(ctx.settings)
+    if done:
+        ctx.report(done)
 
 
 def _running(ctx: Context, fleet: Fleet) -> bool:
@@ -193,6 +237,7 @@ def _plan(ctx: Context, fleet: Fleet, request: Request) -> Operation:
 def _preflight(ctx: Context, op: Operation, force: bool) -> None:
     """Every check, before the first change."""
     ctx.nginx.test()
+    front.prepare(ctx)
     api = ctx.settings.api.role
     new_ports = ports_of(api, op.target.of(api.name)) - ports_of(api, op.previous.of(api.name))
     for warning in (preflight.check_memory(len(new_ports), _memory_per_worker(ctx), force),
@@ -213,7 +258,11 @@ def _memory_per_worker(ctx: Context) -> int:
 
 
 def _finish(ctx: Context, outcome: Outcome) -> Outcome:
-    _follow_up(ctx, outcome.operation.target)
+    """After a local change: the site's certificate, and weights that settle (a worker
+    host has no site; its edge does both)."""
+    if ctx.settings.mode == "single":
+        front.certify(ctx, outcome.operation.target.upstream)
+        _follow_up(ctx, outcome.operation.target)
     return outcome
 
 

@@ -13,6 +13,7 @@ an app that connects to its databases or loads models does (default 0).
 from __future__ import annotations
 
 import os
+import socket
 import time
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
@@ -32,7 +33,8 @@ async def health() -> dict[str, str]:
 # No response model: FastAPI 0.92 (Debian 12) cannot validate a dict of mixed values.
 @app.get("/api/v1/worker", response_model=None)
 async def worker(request: Request) -> dict[str, object]:
-    return {"port": WORKER_PORT, "pid": os.getpid(), "version": __version__,
+    return {"port": WORKER_PORT, "pid": os.getpid(), "host": socket.gethostname(),
+            "version": __version__,
             "client": request.client.host if request.client else "",
             "scheme": request.url.scheme}
 
@@ -40,7 +42,8 @@ async def worker(request: Request) -> dict[str, object]:
 @app.websocket("/api/v1/call")
 async def call(websocket: WebSocket) -> None:
     await websocket.accept()
-    await websocket.send_json({"port": WORKER_PORT, "pid": os.getpid()})
+    await websocket.send_json({"port": WORKER_PORT, "pid": os.getpid(),
+                               "host": socket.gethostname()})
     try:
         while True:
             await websocket.send_text(await websocket.receive_text())

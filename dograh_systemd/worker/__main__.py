@@ -27,8 +27,14 @@ from .runtime import WorkerOptions, serve  # noqa: E402
 @click.option("--port", type=click.IntRange(1, 65535), required=True)
 @click.option("--trusted-proxy", default="127.0.0.1", show_default=True,
               help="The address nginx connects from: X-Forwarded-* is honoured from it only.")
-def main(app: str, app_dir: Path, host: str, port: int, trusted_proxy: str) -> None:
-    sys.exit(serve(WorkerOptions(app, app_dir, host, port, trusted_proxy)))
+@click.option("--calls-path", help="The app's call registry: the path that answers "
+                                   '{"active_calls": N}.')
+@click.option("--calls-header", default="X-Dograh-Devops-Secret", show_default=True,
+              help="The header that carries $DOGRAH_DEVOPS_SECRET to the registry.")
+def main(app: str, app_dir: Path, host: str, port: int, trusted_proxy: str,
+         calls_path: str | None, calls_header: str) -> None:
+    sys.exit(serve(WorkerOptions(app, app_dir, host, port, trusted_proxy, calls_path,
+                                 calls_header)))
 
 
 if __name__ == "__main__":

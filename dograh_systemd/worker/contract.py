@@ -25,10 +25,23 @@ ABORT_TIMEOUT = 10
 # journal, well before the watchdog fires (and never sooner than a second).
 STALL_REPORT_FRACTION = 1 / 3
 
+# systemd's LimitNOFILE= for a worker: every call is an open socket (systemd
+# clamps it to the hard limit the host allows); the worker keeps a few for itself.
+WORKER_OPEN_FILES = 65536
+WORKER_FILES_KEPT = 64
+
 # nginx closes idle upstream connections after this; the worker must wait
 # longer, or nginx reuses a connection the worker is closing and answers 502.
 UPSTREAM_KEEPALIVE = 60
 WORKER_KEEPALIVE = UPSTREAM_KEEPALIVE + 15
+
+# The worker asks the app for its own count of live calls (its call registry)
+# this often, and gives up on an answer after APP_CALLS_TIMEOUT.
+APP_CALLS_INTERVAL = 1.0
+APP_CALLS_TIMEOUT = 2.0
+# The header the app's registry endpoint wants carries this variable of the
+# app's environment (Dograh: X-Dograh-Devops-Secret).
+APP_CALLS_SECRET = "DOGRAH_DEVOPS_SECRET"
 
 # A changed count reaches the Status line within this many seconds; at most
 # one notification per interval goes to PID 1.

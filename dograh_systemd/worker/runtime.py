@@ -2,8 +2,9 @@
 
 READY=1 is sent once the app's startup finished and the port accepts a
 connection; the heartbeat on the serving event loop pings the watchdog and
-publishes the Status line; a stalled loop gets its stack written to the
-journal; STOPPING=1 marks shutdown. Works with uvicorn 0.17.6 (Debian 12)
+publishes the Status line, with the app's own count of live calls when it
+has a call registry; a stalled loop gets its stack written to the journal;
+STOPPING=1 marks shutdown. Works with uvicorn 0.17.6 (Debian 12)
 through current releases: it only uses Server.startup/shutdown and
 Server.started, which all of them have.
 """
@@ -22,6 +23,7 @@ import uvicorn
 from uvicorn.importer import import_from_string
 
 from . import contract
+from .app_calls import AppCalls
 from .contract import Load
 from .heartbeat import Heartbeat, watchdog_interval, watchdog_timeout
 from .live_counts import LiveCounts
@@ -35,6 +37,9 @@ class WorkerOptions:
     host: str
     port: int
     trusted_proxy: str
+    # The app's call registry: its path and the header that carries the secret.
+    calls_path: str | None = None
+    calls_header: str = "X-Dograh-Devops-Secret"
 
 
 class StartupPings:
@@ -64,31 +69,46 @@ class StartupPings:
 
 class NotifyingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, counts: LiveCounts,
-                 notifier: sdnotify.SystemdNotifier, startup_pings: StartupPings) -> None:
+                 notifier: sdnotify.SystemdNotifier, startup_pings: StartupPings,
+                 app_calls: AppCalls | None) -> None:
         super().__init__(config)
         self.counts = counts
         self.notifier = notifier
         self.startup_pings = startup_pings
+        self.app_calls = app_calls
+        self.calls_read: tuple[int | None, str | None] = (None, None)
         self.lag = LoopLag()
         self.stall = StallWatch(threading.get_ident(),
                                 watchdog_timeout() or contract.WATCHDOG_TIMEOUT)
-        self.heartbeat = Heartbeat(notifier, self.load, registry=False, lag=self.lag,
-                                   stall=self.stall)
-        self.beating: asyncio.Task[None] | None = None
+        self.heartbeat = Heartbeat(notifier, self.load, registry=app_calls is not None,
+                                   lag=self.lag, stall=self.stall)
+        self.tasks: list[asyncio.Task[None]] = []
 
     def load(self) -> Load:
+        app_calls, app_error = self.calls_read
         return Load(websockets=self.counts.websockets, requests=self.counts.requests,
-                    served=self.counts.served, lag_p95_ms=self.lag.p95_ms())
+                    served=self.counts.served, lag_p95_ms=self.lag.p95_ms(),
+                    app_calls=app_calls, app_error=app_error)
 
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
         await super().startup(sockets=sockets)
         if self.should_exit or not self.started:
             return
         await self._wait_until_accepting()
+        if self.app_calls:
+            self.calls_read = await self.app_calls.read()
         self.startup_pings.stop()
         self.notifier.notify(f"READY=1\nSTATUS={self.heartbeat.status()}")
         self.stall.start()
-        self.beating = asyncio.get_running_loop().create_task(self.heartbeat.run())
+        loop = asyncio.get_running_loop()
+        self.tasks.append(loop.create_task(self.heartbeat.run()))
+        if self.app_calls:
+            self.tasks.append(loop.create_task(self._follow_app_calls(self.app_calls)))
+
+    async def _follow_app_calls(self, app_calls: AppCalls) -> None:
+        while True:
+            await asyncio.sleep(contract.APP_CALLS_INTERVAL)
+            self.calls_read = await app_calls.read()
 
     async def _wait_until_accepting(self) -> None:
         host = self.config.host
@@ -100,8 +120,8 @@ class NotifyingServer(uvicorn.Server):
     async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[override]
         self.notifier.notify(f"STOPPING=1\nSTATUS=stopping: {self.heartbeat.status()}")
         self.stall.stop()
-        if self.beating:
-            self.beating.cancel()
+        for task in self.tasks:
+            task.cancel()
         await super().shutdown(sockets=sockets)
 
 
@@ -112,7 +132,10 @@ def serve(options: WorkerOptions) -> int:
     pings = StartupPings(notifier, watchdog_interval())
     notifier.notify(f"STATUS=starting {options.app}")
     sys.path.insert(0, str(options.app_dir))
-    counts = LiveCounts(import_from_string(options.app))
+    app = import_from_string(options.app)
+    counts = LiveCounts(app)
+    app_calls = (AppCalls(app, options.calls_path, options.calls_header, options.port)
+                 if options.calls_path else None)
     extra = {}
     if "timeout_graceful_shutdown" in inspect.signature(uvicorn.Config).parameters:
         # Bound a stop below systemd's TimeoutStopSec (uvicorn >= 0.22).
@@ -129,7 +152,7 @@ def serve(options: WorkerOptions) -> int:
         forwarded_allow_ips=options.trusted_proxy,
         **extra,
     )
-    server = NotifyingServer(config, counts, notifier, pings)
+    server = NotifyingServer(config, counts, notifier, pings, app_calls)
     server.run()
     pings.stop()
     return 0 if server.started else 3

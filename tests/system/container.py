@@ -8,6 +8,7 @@ inside it through ``nsenter`` into its systemd's namespaces.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -62,13 +63,17 @@ def rootfs(suite: str = "bookworm") -> Path:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     for stale in CACHE_DIR.glob(f"{suite}-*"):
         shutil.rmtree(stale)  # earlier recipes, or a build that was interrupted
-    partial = Path(tempfile.mkdtemp(prefix=f"{suite}-", dir=CACHE_DIR))
-    partial.chmod(0o755)
-    subprocess.run(
-        ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-         suite, str(partial), MIRROR],
-        check=True, stdout=subprocess.DEVNULL,
-    )
+    for attempt in (1, 2):  # the mirror may drop a connection once
+        partial = Path(tempfile.mkdtemp(prefix=f"{suite}-", dir=CACHE_DIR))
+        partial.chmod(0o755)
+        built = subprocess.run(
+            ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+             suite, str(partial), MIRROR], stdout=subprocess.DEVNULL)
+        if built.returncode == 0:
+            break
+        shutil.rmtree(partial)
+        if attempt == 2:
+            built.check_returncode()
     # What the installer of a real machine writes. Debian's default nginx site
     # stays enabled: the product must coexist with it. A fixed machine-id keeps
     # the journal in one place across boots.
@@ -93,10 +98,19 @@ def rootfs(suite: str = "bookworm") -> Path:
 
 
 class Container:
-    """One booted container over an overlay of the cached root filesystem."""
+    """One booted container over an overlay of the cached root filesystem.
 
-    def __init__(self, suite: str = "bookworm", name: str = "dograh-test") -> None:
+    On its own, it has a private network (loopback only). On a ``bridge`` it is
+    one host of several: it gets the bridge's link and a cgroup of its own (else
+    every container on the machine shares one cgroup tree, and the same unit on
+    two hosts gets in the other's way).
+    """
+
+    def __init__(self, suite: str = "bookworm", name: str = "dograh-test",
+                 bridge: str | None = None) -> None:
         self.name = name
+        self.bridge = bridge
+        self.cgroups: list[Path] = []
         self.lower = rootfs(suite)
         self.workdir = Path(tempfile.mkdtemp(prefix="dograh-ct-"))
         self.root = self.workdir / "merged"
@@ -113,15 +127,30 @@ class Container:
 
     # -- life cycle ---------------------------------------------------------
 
-    def boot(self, timeout: float = 60) -> None:
+    def boot(self, timeout: float = 60, settled: bool = True) -> None:
+        """Boot, and with ``settled`` wait until systemd has started everything."""
+        network = f"--network-bridge={self.bridge}" if self.bridge else "--private-network"
+        env = {"PATH": CLEAN_PATH}
+        if self.bridge:
+            self.cgroups = [root / self.workdir.name for root in _cgroup_roots()]
+            for cgroup in self.cgroups:
+                cgroup.mkdir(exist_ok=True)
+            env["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] = "1"
+
+        def own_cgroup() -> None:  # in the child, before it runs nspawn
+            for cgroup in self.cgroups:
+                (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+
         with open(self.workdir / "console.log", "ab") as log:
             self.nspawn = subprocess.Popen(
-                ["systemd-nspawn", "--boot", "--register=no", "--keep-unit",
-                 "--private-network", f"--machine={self.name}", "-D", str(self.root)],
+                ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", network,
+                 f"--machine={self.name}", "-D", str(self.root)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env={"PATH": CLEAN_PATH},
+                env=env, preexec_fn=own_cgroup if self.cgroups else None,
             )
         self.pid = self._find_init(timeout)
+        if not settled:
+            return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             state = self.run("systemctl", "is-system-running", check=False).stdout.strip()
@@ -152,20 +181,48 @@ class Container:
         except subprocess.TimeoutExpired:
             self.nspawn.send_signal(signal.SIGKILL)
             self.nspawn.wait()
+        self._stopped()
+
+    def power_cut(self) -> None:
+        """Pull the plug: the link goes down first, so that not one packet (no FIN,
+        no RST) leaves, then the container's init is killed, and with it every
+        process inside at once."""
+        if self.nspawn is None or self.nspawn.poll() is not None:
+            return
+        link = self.run("cat", "/sys/class/net/host0/iflink").stdout.strip()
+        port = next(entry.name for entry in Path("/sys/class/net").iterdir()
+                    if (entry / "ifindex").read_text().strip() == link)
+        subprocess.run(["ip", "link", "set", port, "down"], check=True)
+        os.kill(self.pid, signal.SIGKILL)
+        self.nspawn.wait(30)
+        self._stopped()
+
+    def _stopped(self) -> None:
+        """After the container ended: forget its init, remove its cgroups, deepest first."""
         self.pid = 0
+        for cgroup in self.cgroups:
+            below = sorted((p for p in cgroup.rglob("*") if p.is_dir()),
+                           key=lambda p: len(p.parts), reverse=True)
+            for sub in [*below, cgroup]:
+                with contextlib.suppress(OSError):
+                    sub.rmdir()
+        self.cgroups = []
 
     def destroy(self) -> None:
         self.poweroff()
+        self._stopped()  # also when the container had ended by itself
         subprocess.run(["umount", str(self.root)], check=False)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- running things inside ---------------------------------------------
 
     def run(self, *argv: str, check: bool = True, timeout: float = 120,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` inside the container as root, with a clean environment."""
-        result = subprocess.run(self._enter(argv), capture_output=True, text=True, timeout=timeout,
-                                input=input)
+            input: str | None = None, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` inside the container as root, with a clean environment (plus ``env``)."""
+        extra = [f"{key}={value}" for key, value in (env or {}).items()]
+        result = subprocess.run(self._enter((*extra, *argv)), capture_output=True, text=True,
+                                timeout=timeout, input=input)
         if check and result.returncode != 0:
             raise CommandFailed(result.returncode, argv, result.stdout, result.stderr)
         return result
@@ -200,6 +257,23 @@ class CommandFailed(subprocess.CalledProcessError):
     def __str__(self) -> str:
         return (f"{' '.join(self.cmd)} exited {self.returncode}\n"
                 f"stdout: {self.stdout[-3000:]}\nstderr: {self.stderr[-3000:]}")
+
+
+def _mounted(path: str) -> str | None:
+    """The file system type mounted at ``path`` (the last mount there wins)."""
+    kinds = [fields[2] for fields in map(str.split, Path("/proc/self/mounts").read_text()
+                                         .splitlines()) if fields[1] == path]
+    return kinds[-1] if kinds else None
+
+
+def _cgroup_roots() -> list[Path]:
+    """The hierarchies systemd-nspawn uses here: cgroup v2, and v1's name=systemd."""
+    roots = [Path("/sys/fs/cgroup/systemd")] if _mounted("/sys/fs/cgroup/systemd") == "cgroup" \
+        else []
+    for path in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+        if _mounted(path) == "cgroup2":
+            return [*roots, Path(path)]
+    return roots
 
 
 def _children(pid: int) -> list[int]:

@@ -111,7 +111,8 @@ class FakeSystem:
 
     def _show(self, name: str) -> str:
         unit = self.units.get(name, Unit())
-        status = contract.format_status(unit.load, False) if unit.active == "active" else ""
+        registry = unit.load.app_calls is not None or unit.load.app_error is not None
+        status = contract.format_status(unit.load, registry) if unit.active == "active" else ""
         return (f"Id={name}\nLoadState=loaded\nActiveState={unit.active}\nSubState={unit.sub}\n"
                 f"MainPID={unit.pid}\nMemoryCurrent={50 * 1024 * 1024}\nStatusText={status}\n"
                 f"UnitFileState={'enabled' if unit.enabled else 'disabled'}\n"
@@ -174,8 +175,8 @@ class FakeSystem:
                     unit.pid = self._pid()
                     self.event(f"ready {name}")
             ending = self.ending.get(name)
-            if ending is not None and self.clock.now >= ending and unit.load.websockets:
-                unit.load = Load(0, 0)
+            if ending is not None and self.clock.now >= ending and not unit.load.idle:
+                unit.load = Load(0, 0, app_calls=0 if unit.load.app_calls is not None else None)
 
     def _pid(self) -> int:
         self.next_pid += 1
@@ -227,9 +228,14 @@ def context(system: FakeSystem, settings: Settings, report: Callable[[str], None
 def point_paths_at(monkeypatch: object, root: Path) -> None:
     """Every file dograhctl writes goes under ``root``."""
     for name in ("UNIT_DIR", "NGINX_SITE", "NGINX_SITE_LINK", "NGINX_UPSTREAM", "STATE_DIR",
-                 "RECORD", "RUN_DIR", "LOCK"):
+                 "RECORD", "RUN_DIR", "LOCK", "SECRETS", "NGINX_STOCK_DEFAULT",
+                 "NGINX_STOCK_DEFAULT_LINK", "TOOK_STOCK_DEFAULT", "TLS_DIR",
+                 "SELF_SIGNED_CERTIFICATE", "SELF_SIGNED_KEY", "ACME_WEBROOT", "ACME_LIVE",
+                 "ACME_RENEWAL"):
         value = getattr(paths, name)
         monkeypatch.setattr(paths, name, root / value.relative_to("/"))  # type: ignore[attr-defined]
+    monkeypatch.setattr(paths, "NGINX_ENABLED",  # type: ignore[attr-defined]
+                        tuple(root / d.relative_to("/") for d in paths.NGINX_ENABLED))
 
 
 def _port(name: str) -> int | None:

@@ -31,7 +31,7 @@ def test_render_to_a_staging_root(monkeypatch: pytest.MonkeyPatch,
     root = tmp_path / "stage"
     code, _, err = dograhctl(monkeypatch, capsys, "render", "--root", str(root))
     assert code == 0
-    assert "7 file(s) changed" in err
+    assert "8 file(s) changed" in err
     upstream = (root / "etc/nginx/dograh/upstream.conf").read_text()
     assert upstream.count("server 127.0.0.1:") == 3
     assert (root / "etc/systemd/system/dograh-api@.service").exists()
@@ -52,7 +52,7 @@ def test_dry_run_shows_a_diff_and_writes_nothing(monkeypatch: pytest.MonkeyPatch
     assert (root / "etc/nginx/dograh/upstream.conf").read_text().count("server 127.") == 3
 
 
-@pytest.mark.parametrize("args", [["scale", "0"], ["scale", "-1"], ["scale", "abc"],
+@pytest.mark.parametrize("args", [["scale", "-1"], ["scale", "abc"],
                                   ["scale", "10000"], ["scale", "2", "--arq", "99"],
                                   ["frobnicate"]])
 def test_bad_arguments_are_one_line_errors(monkeypatch: pytest.MonkeyPatch,

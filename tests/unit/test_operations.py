@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from dograh_systemd import config, paths, status, verbs
+from dograh_systemd import config, drain, paths, status, verbs
 from dograh_systemd.context import Context
 from dograh_systemd.errors import DograhError
 from dograh_systemd.record import Phase
 from dograh_systemd.roles import ROLES, Kind, Role
+from dograh_systemd.worker.contract import Load
 
 from .fake_system import FakeSystem, Killed, context, point_paths_at
 
@@ -91,7 +92,7 @@ def test_scale_down_leaves_nginx_first_then_drains_then_stops(system: FakeSystem
     nginx = index(system.log, "nginx 8000 8001")
     assert index(system.log, f"stop {API[2]}") > nginx
     assert not [e for e in system.log if e.startswith("cut ")]
-    assert outcome.calls_cut == 0
+    assert outcome.cut.calls == 0
     assert any(m.startswith("drained 2 worker(s) in 7s") for m in messages), messages
     assert system.violations == []
 
@@ -100,8 +101,34 @@ def test_a_drain_timeout_cuts_and_says_so(system: FakeSystem, env: Path) -> None
     verbs.scale(ctx_for(system, env), 3, {}, False, 300)
     system.running(API[2], calls=4)
     outcome = verbs.scale(ctx_for(system, env), 2, {}, False, 3)
-    assert outcome.calls_cut == 4
+    assert outcome.cut.calls == 4
     assert f"cut 4 calls of {API[2]}" in system.log
+
+
+def test_the_apps_own_count_holds_a_worker_after_its_sockets_closed(
+        system: FakeSystem, env: Path) -> None:
+    """A call's post-call work (a recording upload) keeps it in the app's registry."""
+    verbs.scale(ctx_for(system, env), 3, {}, False, 300)
+    system.units[API[2]].load = Load(websockets=0, requests=0, app_calls=1)
+    system.ending[API[2]] = system.clock.now + 9
+    messages: list[str] = []
+    outcome = verbs.scale(ctx_for(system, env, messages), 2, {}, False, 300)
+    assert any(m.startswith("draining dograh-api@8002.service: 1 calls (app), 0 websockets, "
+                            "0 requests in flight") for m in messages), messages
+    assert any(m.startswith("drained 1 worker(s) in 9s") for m in messages), messages
+    assert outcome.cut == drain.Cut()
+
+
+def test_a_failed_read_of_the_apps_count_is_never_zero(system: FakeSystem, env: Path) -> None:
+    verbs.scale(ctx_for(system, env), 3, {}, False, 300)
+    system.units[API[2]].load = Load(websockets=0, requests=0, app_error="HTTP 503")
+    messages: list[str] = []
+    outcome = verbs.scale(ctx_for(system, env, messages), 2, {}, False, 5)
+    assert any(m.startswith("draining dograh-api@8002.service: app calls unknown (HTTP 503)")
+               for m in messages), messages
+    assert "drain timeout after 5s: stopping 1 worker(s) with 0 live call(s); the app could " \
+           "not count the calls of dograh-api@8002.service (HTTP 503)" in messages
+    assert outcome.cut.uncounted == ("dograh-api@8002.service (HTTP 503)",)
 
 
 def test_no_drain_stops_at_once(system: FakeSystem, env: Path) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dograh_systemd import files, preflight
+from dograh_systemd import files, nginx, preflight
 from dograh_systemd.errors import DograhError
 
 MIB = preflight.MIB
@@ -47,3 +47,15 @@ def test_generated_files_never_replace_an_admins_file(tmp_path: Path) -> None:
     files.write_generated(ours, f"{files.GENERATED_MARK} v2\n")
     assert ours.read_text().endswith("v2\n")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
+
+
+def test_nginx_limits_follow_its_hard_limit() -> None:
+    assert nginx.limits(20_000) == (20_000, 18_976)
+    assert nginx.limits(524_288) == (66_560, 65_536)  # the connection table stays bounded
+
+
+def test_worker_connections_is_raised_and_never_lowered() -> None:
+    conf = "user www-data;\nevents {\n\tworker_connections 768;\n\t# multi_accept on;\n}\n"
+    assert nginx.raised(conf, 18_976) == conf.replace("768", "18976")
+    assert nginx.raised(conf.replace("768", "30000"), 18_976) is None  # the admin's own
+    assert nginx.raised("events {}\n", 18_976) is None

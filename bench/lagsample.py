@@ -1,0 +1,44 @@
+"""Ask every server process of the capacity benchmark for its loop lag and memory.
+
+    python3 lagsample.py --ports 8000,8001      # one process per port (our fleet)
+    python3 lagsample.py --shared 9000 --processes 4   # workers sharing one port
+
+Workers that share a port are reached by asking until each has answered.
+Prints JSON: {pid: {"p95_ms": ..., "rss_kb": ...}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import urllib.request
+
+
+def ask(port: int) -> dict[str, int]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/lag", timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ports", help="comma-separated ports, one process each")
+    parser.add_argument("--shared", type=int, help="one port that several processes share")
+    parser.add_argument("--processes", type=int, default=1)
+    args = parser.parse_args()
+    seen: dict[int, dict[str, int]] = {}
+    if args.ports:
+        for port in map(int, args.ports.split(",")):
+            answer = ask(port)
+            seen[answer["pid"]] = answer
+    else:
+        for _ in range(args.processes * 30):
+            answer = ask(args.shared)
+            seen[answer["pid"]] = answer
+            if len(seen) == args.processes:
+                break
+    print(json.dumps({pid: {"p95_ms": a["p95_ms"], "rss_kb": a["rss_kb"]}
+                      for pid, a in seen.items()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""How many calls this host can hold, and what nginx needs to carry them.
+
+Each call holds two connections in nginx (the client's and the worker's) and
+an open file in its API worker. Debian's stock nginx.conf allows 768
+connections per nginx worker, and systemd gives a service 1,024 open files:
+a few hundred calls a host, whatever its CPUs. The package lifts both without
+taking over nginx.conf: nginx's workers may open as many files as nginx's hard
+limit allows (worker_rlimit_nofile, in a file nginx includes in its main
+context; a reload applies it), worker_connections, which only nginx.conf's
+events block can set, is raised to match by one edit that removal undoes, and
+the API units get LimitNOFILE. What is left is the host's CPUs and memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import files, paths
+from .context import Context
+from .facts import open_file_limits
+from .nginx import worker_connections
+from .preflight import mem_available
+from .record import Fleet
+from .worker import contract
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """Calls this host can hold, by what allows them."""
+
+    nginx: int | None  # None: nginx does not run
+    open_files: int
+    memory: int
+
+    @property
+    def calls(self) -> int:
+        return min(limit for limit in (self.nginx, self.open_files, self.memory)
+                   if limit is not None)
+
+    @property
+    def bound_by(self) -> str:
+        limits = {"nginx's connections": self.nginx, "the API workers' open files":
+                  self.open_files, "memory": self.memory}
+        return next(name for name, limit in limits.items() if limit == self.calls)
+
+    def describe(self) -> str:
+        nginx = "nginx not running" if self.nginx is None else f"nginx {self.nginx}"
+        return (f"about {self.calls} calls, bound by {self.bound_by} ({nginx}, open files "
+                f"{self.open_files}, memory {self.memory})")
+
+
+def measure(ctx: Context, fleet: Fleet) -> Ceiling:
+    """The host's call ceiling for ``fleet``, from what its processes really got."""
+    api = ctx.settings.api.role
+    states = ctx.systemd.show(fleet.of(api.name))
+    running = [state for state in states.values() if state.ready and state.pid]
+    per_worker = [(_soft_open_files(state.pid) or contract.WORKER_OPEN_FILES)
+                  - contract.WORKER_FILES_KEPT for state in running]
+    open_files = sum(per_worker) if per_worker else \
+        len(fleet.of(api.name)) * (contract.WORKER_OPEN_FILES - contract.WORKER_FILES_KEPT)
+    live = sum(load.calls for state in running
+               if (load := contract.parse_status(state.status)) is not None)
+    memory = mem_available() // (ctx.settings.call_memory_kb * 1024) + live
+    return Ceiling(nginx=_nginx_calls(), open_files=open_files, memory=memory)
+
+
+def _nginx_calls() -> int | None:
+    """Calls nginx's running workers can carry: two connections each."""
+    try:
+        master = int(Path("/run/nginx.pid").read_text())
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    except (OSError, ValueError):
+        return None
+    connections = worker_connections(files.read(paths.NGINX_CONF) or "") or 512
+    total = 0
+    for pid in map(int, children):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"worker process" in title and b"shutting down" not in title:
+            total += min(connections, _soft_open_files(pid) or connections)
+    return total // 2
+
+
+def _soft_open_files(pid: int) -> int | None:
+    limits = open_file_limits(pid)
+    return limits[0] if limits else None
