@@ -1,5 +1,5 @@
 # The two commands the README opens with; both install what they need first.
-.PHONY: setup test demo deb bench bench-capacity bench-hosts
+.PHONY: setup test demo deb changelog bench bench-capacity bench-hosts
 
 setup:
 	bash .ci/setup
@@ -16,6 +16,12 @@ demo: setup
 # dist/dograh-systemd_<version>_all.deb, with its build dependencies installed first.
 deb:
 	bash .ci/build-deb
+
+# After raising __version__ in dograh_systemd/__init__.py: its debian/changelog
+# entry (dch, from devscripts); tests/unit/test_version.py checks they agree.
+changelog:
+	dch --newversion "$$(python3 -c 'import dograh_systemd; print(dograh_systemd.__version__)')" \
+		--distribution unstable "Release $$(python3 -c 'import dograh_systemd; print(dograh_systemd.__version__)')."
 
 # Benchmarks against uvicorn --workers and gunicorn, side by side in one run:
 # bench/results/report.md and PNG plots.
