@@ -38,4 +38,5 @@ bench-capacity: setup
 # Several hosts: HTTP requests/s and calls held through one edge for 1, 2 and
 # 3 worker hosts: bench/results/hosts.md.
 bench-hosts: setup
+	.venv/bin/pip install -q --disable-pip-version-check -e '.[bench]'
 	.venv/bin/python -m bench.hosts

@@ -16,9 +16,7 @@ lag), so each reports lag the same way.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +26,7 @@ from typing import Any
 from tests.system.container import Container
 
 from . import report
-from .run import PEER_PACKAGES, REPO, RESULTS, VENV, machine, wheels
+from .run import PEER_PACKAGES, REPO, RESULTS, VENV, installed, machine, save
 
 STEPS = [1000, 2000, 4000, 6000, 8000, 10000]
 WORKERS = [2, 4]
@@ -132,15 +130,7 @@ class Capacity:
 
 
 def main() -> None:
-    if os.geteuid() != 0:
-        raise SystemExit("bench: run as root (it boots a systemd-nspawn container)")
-    deb = subprocess.run(["bash", str(REPO / ".ci/build-deb")], check=True, capture_output=True,
-                         text=True).stdout.strip().splitlines()[-1]
-    wheelhouse = wheels()
-    ct = Container(name="dograh-capacity")
-    try:
-        ct.boot()
-        ct.install_deb(Path(deb))
+    with installed("dograh-capacity") as (ct, wheelhouse):
         capacity = Capacity(ct)
         results: dict[str, Any] = {"machine": machine(), "versions": capacity.setup(wheelhouse),
                                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -148,13 +138,9 @@ def main() -> None:
         for workers in WORKERS:
             for server in SERVERS:
                 results["runs"].append(capacity.ramp(server, workers))
-    finally:
-        ct.destroy()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "capacity.json").write_text(json.dumps(results, indent=1))
+    save(results, "capacity")
     report.write_capacity(results, RESULTS)
     print(f"wrote {RESULTS / 'capacity.md'}")
-
 
 if __name__ == "__main__":
     main()

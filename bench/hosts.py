@@ -17,15 +17,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from tests.system.container import Container
-from tests.system.hosts import cluster, trust
+from tests.system.hosts import cluster, install
 
-from .run import REPO, RESULTS, machine
+from .run import REPO, RESULTS, built_deb, machine, save
 
 SUBNET = "10.250.9"
 EDGE = f"{SUBNET}.10"
@@ -36,23 +35,10 @@ KNEE_MS = 50
 
 
 def setup(hosts: dict[str, Container], deb: Path) -> None:
-    for name, address in WORKERS.items():
-        worker = hosts[name]
-        worker.path("/etc/dograh").mkdir()
-        worker.path("/etc/dograh/dograh.env").write_text(
-            f"DOGRAH_EDGE={EDGE}\nUVICORN_HOST={address}\nFASTAPI_WORKERS=1\nARQ_WORKERS=0\n")
-        worker.run("apt-get", "install", "-y", "openssh-server", "nftables", timeout=300)
-        worker.install_deb(deb, "-o", "Dpkg::Options::=--force-confold")
-    edge = hosts["edge"]
-    edge.run("apt-get", "install", "-y", "openssh-client", "wrk", timeout=300)
-    trust(edge, {name: (hosts[name], address) for name, address in WORKERS.items()})
-    edge.path("/etc/dograh").mkdir(exist_ok=True)
-    edge.path("/etc/dograh/dograh.env").write_text(
-        'DOGRAH_HOSTS="' + " ".join(f"{n}={a}" for n, a in WORKERS.items()) + '"\n'
-        f"FASTAPI_WORKERS={PER_HOST}\n")
-    edge.install_deb(deb, "-o", "Dpkg::Options::=--force-confold")
+    install(hosts, deb, EDGE, WORKERS, worker_env="FASTAPI_WORKERS=1\nARQ_WORKERS=0\n",
+            edge_env=f"FASTAPI_WORKERS={PER_HOST}\n", edge_tools=("wrk",))
     for tool in ("loadgen.py", "callhold.py"):
-        edge.path(f"/root/{tool}").write_text((REPO / "bench" / tool).read_text())
+        hosts["edge"].path(f"/root/{tool}").write_text((REPO / "bench" / tool).read_text())
 
 
 def measure(edge: Container, count: int) -> dict[str, Any]:
@@ -102,8 +88,7 @@ def markdown(results: dict[str, Any]) -> str:
 def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (it boots systemd-nspawn containers)")
-    deb = Path(subprocess.run(["bash", str(REPO / ".ci/build-deb")], check=True,
-                              capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    deb = built_deb()
     layout = {"edge": ("bookworm", 10), **{n: ("bookworm", 10 + i)
                                            for i, n in enumerate(WORKERS, start=1)}}
     with cluster(layout, bridge="dograhbench0", subnet=SUBNET) as hosts:
@@ -111,8 +96,7 @@ def main() -> None:
         results = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                time.gmtime()),
                    "runs": [measure(hosts["edge"], count) for count in (1, 2, 3)]}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "hosts.json").write_text(json.dumps(results, indent=1))
+    save(results, "hosts")
     (RESULTS / "hosts.md").write_text(markdown(results))
     print(f"wrote {RESULTS / 'hosts.md'}")
 

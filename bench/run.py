@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tests.system.container import CACHE_DIR, Container
 
@@ -301,16 +302,37 @@ def machine() -> dict[str, object]:
             "kernel": platform.release(), "container": "Debian 12, systemd-nspawn"}
 
 
-def main() -> None:
+def save(results: dict[str, Any], stem: str) -> None:
+    """The raw figures beside the report, for a later look or another plot."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1))
+
+
+def built_deb() -> Path:
+    """The package from this checkout, as .ci/build-deb makes it."""
+    out = subprocess.run(["bash", str(REPO / ".ci/build-deb")], check=True,
+                         capture_output=True, text=True).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+@contextmanager
+def installed(name: str) -> Iterator[tuple[Container, Path]]:
+    """A booted Debian 12 container with the package installed, and the peers' wheels."""
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (it boots a systemd-nspawn container)")
-    deb = subprocess.run(["bash", str(REPO / ".ci/build-deb")], check=True, capture_output=True,
-                         text=True).stdout.strip().splitlines()[-1]
+    deb = built_deb()
     wheelhouse = wheels()
-    ct = Container(name="dograh-bench")
+    ct = Container(name=name)
     try:
         ct.boot()
-        ct.install_deb(Path(deb))
+        ct.install_deb(deb)
+        yield ct, wheelhouse
+    finally:
+        ct.destroy()
+
+
+def main() -> None:
+    with installed("dograh-bench") as (ct, wheelhouse):
         bench = Bench(ct)
         results = {"machine": machine(), "versions": bench.setup(wheelhouse),
                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
@@ -320,13 +342,9 @@ def main() -> None:
         results["throughput"] = bench.throughput()
         results["deploy"] = bench.deploy_cost()
         results["balance"] = bench.balance()
-    finally:
-        ct.destroy()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "results.json").write_text(json.dumps(results, indent=1))
+    save(results, "results")
     report.write(results, RESULTS)
     print(f"wrote {RESULTS / 'report.md'}")
-
 
 if __name__ == "__main__":
     main()

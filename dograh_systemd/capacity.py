@@ -44,6 +44,16 @@ class Ceiling:
                   self.open_files, "memory": self.memory}
         return next(name for name, limit in limits.items() if limit == self.calls)
 
+    @property
+    def short_of_memory(self) -> str | None:
+        """What lifts a limit that binds before memory does; None when memory binds."""
+        if self.nginx is None:
+            return "systemctl start nginx"
+        if self.bound_by == "memory":
+            return None
+        return ("dograhctl render raises nginx's limits and dograhctl restart the workers' "
+                "(more API workers raise the open files too)")
+
     def describe(self) -> str:
         nginx = "nginx not running" if self.nginx is None else f"nginx {self.nginx}"
         return (f"about {self.calls} calls, bound by {self.bound_by} ({nginx}, open files "

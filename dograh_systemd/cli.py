@@ -421,6 +421,9 @@ def _print_status(settings: Settings, fleet: status.FleetStatus) -> None:
     if fleet.deploy:
         click.echo(f"Last deploy ({paths.DEPLOY_UNIT}): {fleet.deploy}")
     click.echo(f"Capacity: {fleet.capacity['text']}")
+    if fleet.capacity["short_of_memory"]:
+        click.echo(f"  warning: the fleet cannot use this host's memory; "
+                   f"{fleet.capacity['short_of_memory']}")
     for title, lines in (("Pending", fleet.pending), ("Mismatches", fleet.mismatches)):
         if lines:
             click.echo(f"{title}:")

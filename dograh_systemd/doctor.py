@@ -81,13 +81,8 @@ def _ceiling(ctx: Context) -> Check:
     """The host's call ceiling; a limit a setting could lift must not bind before memory."""
     record = ctx.store.load()
     ceiling = capacity.measure(ctx, record.fleet if record else Fleet())
-    if ceiling.nginx is None:
-        return Check("call ceiling", False, "nginx does not run", "systemctl start nginx")
-    if ceiling.bound_by != "memory":
-        return Check("call ceiling", False, ceiling.describe(),
-                     "dograhctl render raises nginx's limits and dograhctl restart the workers' "
-                     "(more API workers raise the open files too)")
-    return Check("call ceiling", True, ceiling.describe())
+    lift = ceiling.short_of_memory
+    return Check("call ceiling", lift is None, ceiling.describe(), lift or "")
 
 
 # A certificate this close to its end fails the check.

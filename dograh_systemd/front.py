@@ -161,14 +161,15 @@ def certify(ctx: Context, upstream: tuple[Member, ...]) -> None:
             apply(ctx, upstream)
 
 
-def give_back_stock_default() -> bool:
-    """Enable Debian's stock default site again, if the site took its place."""
+def give_back_stock_default() -> None:
+    """Enable Debian's stock default site again, if the site took its place and no
+    default server of the admin's has come since (two would fail nginx -t)."""
     if not paths.TOOK_STOCK_DEFAULT.exists():
-        return False
-    if paths.NGINX_STOCK_DEFAULT.exists() and not paths.NGINX_STOCK_DEFAULT_LINK.is_symlink():
+        return
+    if (paths.NGINX_STOCK_DEFAULT.exists() and not paths.NGINX_STOCK_DEFAULT_LINK.is_symlink()
+            and not _other_default_servers(taking_stock=False)):
         paths.NGINX_STOCK_DEFAULT_LINK.symlink_to(paths.NGINX_STOCK_DEFAULT)
     paths.TOOK_STOCK_DEFAULT.unlink()
-    return True
 
 
 def _certified_names(settings: Settings) -> list[str]:

@@ -128,7 +128,7 @@ def _capacity(ctx: Context, fleet: Fleet) -> dict[str, object]:
     ceiling = capacity.measure(ctx, fleet)
     return {"calls": ceiling.calls, "bound_by": ceiling.bound_by, "nginx": ceiling.nginx,
             "open_files": ceiling.open_files, "memory": ceiling.memory,
-            "text": ceiling.describe()}
+            "text": ceiling.describe(), "short_of_memory": ceiling.short_of_memory}
 
 
 def _deploy(ctx: Context) -> str | None:

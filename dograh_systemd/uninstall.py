@@ -12,17 +12,19 @@ from .nginx import Nginx, restore_connections
 from .record import Store
 from .roles import ROLES, Role, role_of
 from .systemd import Systemd
+from .templates import HOST_UNITS
 
 
 def uninstall(systemd: Systemd, nginx: Nginx, store: Store, report: Report,
               roles: tuple[Role, ...] = ROLES) -> None:
     """Stop and disable every Dograh unit, remove what dograhctl generated; nginx keeps running."""
+    host_units = [name for names in HOST_UNITS.values() for name in names]
     seen = set(systemd.listed("dograh-*")) | set(systemd.wanted_by(paths.TARGET))
-    ours = sorted(unit for unit in seen if role_of(unit, roles))
+    ours = sorted(unit for unit in seen if role_of(unit, roles) or unit in host_units)
     # A deploy still at work would start what is being removed.
     systemd.discard(paths.DEPLOY_UNIT)
     unit_files = [paths.UNIT_DIR / name for name in
-                  [role.unit_file for role in roles] + [paths.TARGET]]
+                  [role.unit_file for role in roles] + [paths.TARGET, *host_units]]
     if any(path.exists() for path in unit_files):
         systemd.stop([*ours, paths.TARGET])
         systemd.disable([*ours, paths.TARGET])

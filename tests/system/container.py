@@ -62,7 +62,11 @@ def rootfs(suite: str = "bookworm") -> Path:
         return target
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     for stale in CACHE_DIR.glob(f"{suite}-*"):
-        shutil.rmtree(stale)  # earlier recipes, or a build that was interrupted
+        # Earlier recipes, or a build that was interrupted (debootstrap leaves its
+        # /proc mounted when it is killed).
+        subprocess.run(["sh", "-c", 'findmnt -rn -o TARGET | grep "^$1/" | sort -r | '
+                        "xargs -r umount -l", "-", str(stale)], check=True)
+        shutil.rmtree(stale)
     for attempt in (1, 2):  # the mirror may drop a connection once
         partial = Path(tempfile.mkdtemp(prefix=f"{suite}-", dir=CACHE_DIR))
         partial.chmod(0o755)

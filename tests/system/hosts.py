@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 
 from .container import Container
 
@@ -84,6 +85,25 @@ def trust(edge: Container, workers: dict[str, tuple[Container, str]]) -> None:
         host_key = worker.path("/etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2]
         known.append(f"{address} {' '.join(host_key)}\n")
     edge.path("/etc/dograh/cluster_known_hosts").write_text("".join(known))
+
+
+def install(hosts: dict[str, Container], deb: Path, edge: str, workers: dict[str, str],
+            worker_env: str, edge_env: str, edge_tools: tuple[str, ...] = ()) -> None:
+    """The package everywhere, configured first as an admin would: each worker host
+    names the edge and listens on its own address; the edge names its hosts."""
+    for name, address in workers.items():
+        worker = hosts[name]
+        worker.path("/etc/dograh").mkdir()
+        worker.path("/etc/dograh/dograh.env").write_text(
+            f"DOGRAH_EDGE={edge}\nUVICORN_HOST={address}\n{worker_env}")
+        worker.run("apt-get", "install", "-y", "openssh-server", "nftables", timeout=300)
+        worker.install_deb(deb, "-o", "Dpkg::Options::=--force-confold")
+    front = hosts["edge"]
+    front.run("apt-get", "install", "-y", "openssh-client", *edge_tools, timeout=300)
+    trust(front, {name: (hosts[name], address) for name, address in workers.items()})
+    front.path("/etc/dograh/dograh.env").write_text(
+        'DOGRAH_HOSTS="' + " ".join(f"{n}={a}" for n, a in workers.items()) + '"\n' + edge_env)
+    front.install_deb(deb, "-o", "Dpkg::Options::=--force-confold")
 
 
 @contextmanager

@@ -67,6 +67,28 @@ def test_reachable_by_the_servers_address(container: Container) -> None:
     assert "listen 80 default_server;" in container.path("/etc/nginx/sites-available/dograh") \
         .read_text()
 
+    # A default server of the admin's own stays theirs; the API answers by name.
+    mine = container.path("/etc/nginx/sites-enabled/mine")
+    text = "server {\n    listen 80 default_server;\n    return 204;\n}\n"
+    mine.write_text(text)
+    try:
+        dograhctl(container, "render")
+        container.run("nginx", "-t", "-q")
+        assert mine.read_text() == text
+        by_address = container.run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                   f"http://{ADDRESS}/api/v1/health").stdout
+        assert by_address == "204"
+        by_name = container.run("curl", "-sf", "-H", "Host: localhost",
+                                f"http://{ADDRESS}/api/v1/health").stdout
+        assert json.loads(by_name) == {"status": "ok"}
+        doctor = dograhctl(container, "doctor", check=False).stdout
+        assert "an nginx site of the admin's is the default server" in doctor, doctor
+    finally:
+        mine.unlink()
+    dograhctl(container, "render")
+    assert json.loads(container.run("curl", "-sf", f"http://{ADDRESS}/api/v1/health").stdout) \
+        == {"status": "ok"}
+
 
 def test_self_signed_https_balances_sixty_calls(container: Container) -> None:
     configure(container, "DOGRAH_TLS=self-signed\n")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from .container import Container
-from .hosts import cluster, trust
+from .hosts import cluster, install
 from .load import Load
 from .test_zero_downtime import assert_nothing_lost
 
@@ -35,21 +35,9 @@ ORCHESTRATOR = "dograh-campaign-orchestrator.service"
 def hosts(deb: Path) -> Iterator[dict[str, Container]]:
     """The cluster, installed: each worker host names its edge, the edge its hosts."""
     with cluster(HOSTS, bridge="dograhbr0", subnet=SUBNET) as booted:
-        for name, address in WORKERS.items():
-            worker = booted[name]
-            worker.path("/etc/dograh").mkdir()
-            worker.path("/etc/dograh/dograh.env").write_text(
-                f"DOGRAH_EDGE={EDGE}\nUVICORN_HOST={address}\nFASTAPI_WORKERS=2\n")
-            worker.run("apt-get", "install", "-y", "openssh-server", "nftables", timeout=300)
-            worker.install_deb(deb, "-o", "Dpkg::Options::=--force-confold")
-        edge = booted["edge"]
-        edge.run("apt-get", "install", "-y", "openssh-client", timeout=300)
-        trust(edge, {name: (booted[name], address) for name, address in WORKERS.items()})
-        edge.path("/etc/dograh/dograh.env").write_text(
-            'DOGRAH_HOSTS="' + " ".join(f"{n}={a}" for n, a in WORKERS.items()) + '"\n'
-            "DOGRAH_SINGLETON_HOSTS=ari-manager=worker1 campaign-orchestrator=worker1\n"
-            "FASTAPI_WORKERS=4\n")
-        edge.install_deb(deb, "-o", "Dpkg::Options::=--force-confold")
+        install(booted, deb, EDGE, WORKERS, worker_env="FASTAPI_WORKERS=2\n",
+                edge_env="DOGRAH_SINGLETON_HOSTS=ari-manager=worker1 "
+                         "campaign-orchestrator=worker1\nFASTAPI_WORKERS=4\n")
         yield booted
 
 

@@ -48,7 +48,7 @@ def test_a_held_lock_fails_within_the_bound_naming_the_holder(container: Contain
         started = time.monotonic()
         result = dograhctl(container, "--lock-wait", "2", "scale", "3", check=False)
         took = time.monotonic() - started
-        assert result.returncode == 1
+        assert result.returncode == 75  # EX_TEMPFAIL: try again later
         assert took < 10, took
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("dograhctl: another dograhctl (pid ")

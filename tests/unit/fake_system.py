@@ -209,7 +209,7 @@ class FakeNginx(Nginx):
         self.system = system
 
     def reload(self, timeout: float = 10) -> None:
-        text = paths.NGINX_UPSTREAM.read_text()
+        text = paths.NGINX_UPSTREAM.read_text() if paths.NGINX_UPSTREAM.exists() else ""
         ports = {int(p) for p in re.findall(r"server \S+:(\d+)", text)}
         for port in ports:
             name = f"dograh-api@{port}.service"
@@ -231,7 +231,7 @@ def point_paths_at(monkeypatch: object, root: Path) -> None:
                  "RECORD", "RUN_DIR", "LOCK", "SECRETS", "NGINX_STOCK_DEFAULT",
                  "NGINX_STOCK_DEFAULT_LINK", "TOOK_STOCK_DEFAULT", "TLS_DIR",
                  "SELF_SIGNED_CERTIFICATE", "SELF_SIGNED_KEY", "ACME_WEBROOT", "ACME_LIVE",
-                 "ACME_RENEWAL"):
+                 "ACME_RENEWAL", "NGINX_CONF", "NGINX_CAPACITY", "NGINX_CONNECTIONS_RAISED"):
         value = getattr(paths, name)
         monkeypatch.setattr(paths, name, root / value.relative_to("/"))  # type: ignore[attr-defined]
     monkeypatch.setattr(paths, "NGINX_ENABLED",  # type: ignore[attr-defined]
