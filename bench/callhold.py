@@ -45,11 +45,13 @@ def raise_open_files() -> None:
 class Holder:
     """One process's share of the calls."""
 
-    def __init__(self, url: str, cacert: str | None, concurrency: int, ping: float) -> None:
-        self.url = url
-        self.tls = ssl.create_default_context(cafile=cacert) if url.startswith("wss") else None
-        self.slots = asyncio.Semaphore(concurrency)
-        self.ping = ping
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.url = args.url
+        self.tls = (ssl.create_default_context(cafile=args.cacert)
+                    if args.url.startswith("wss") else None)
+        self.slots = asyncio.Semaphore(args.concurrency)
+        self.ping = args.ping
+        self.by_host = args.by_host
         self.hang_up = asyncio.Event()
         self.per_worker: collections.Counter[str] = collections.Counter()
         self.refused: collections.Counter[str] = collections.Counter()
@@ -72,7 +74,8 @@ class Holder:
                 ws = await asyncio.wait_for(websockets.connect(
                     self.url, ssl=self.tls, compression=None, ping_interval=None,
                     open_timeout=30), 60)
-                worker = worker_of(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+                worker = worker_of(json.loads(await asyncio.wait_for(ws.recv(), 30)),
+                                   self.by_host)
         except Exception as exc:  # every failure counts, whatever its kind
             self.refused[describe(exc)] += 1
             connected.set()
@@ -108,7 +111,7 @@ def child(args: argparse.Namespace, share: list[int], pipe: Connection) -> None:
     raise_open_files()
 
     async def run() -> None:
-        holder = Holder(args.url, args.cacert, args.concurrency, args.ping)
+        holder = Holder(args)
         for count in share:
             await asyncio.gather(*(event.wait() for event in holder.add(count)))
             pipe.send(("up", holder.report()))
@@ -149,6 +152,8 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=10, help="seconds at each step")
     parser.add_argument("--sample", help="a command whose output each step reports")
     parser.add_argument("--cacert", help="CA file to trust for an https:// base")
+    parser.add_argument("--by-host", action="store_true",
+                        help="name workers host:port (the workers of several hosts)")
     args = parser.parse_args()
     parts = urlsplit(args.base)
     if not is_loopback(parts.hostname or "localhost"):

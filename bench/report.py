@@ -187,11 +187,16 @@ def plot_capacity(results: dict[str, Any], path: Path) -> None:
         ax.set_title(f"{count} workers", fontsize=10)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("event-loop lag p95 of the worst process (ms)")
-    fig.suptitle(f"Capacity: loop lag as calls grow (knee: p95 above {results['knee_ms']} ms)",
+    fig.suptitle(f"Capacity: loop lag as calls grow (knee: p95 stays above {results['knee_ms']} ms)",
                  fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _max_over_mean(per_worker: dict[str, int]) -> str:
+    counts = list(per_worker.values())
+    return f"{max(counts) / (sum(counts) / len(counts)):.2f}" if counts else "-"
 
 
 def capacity_markdown(results: dict[str, Any]) -> str:
@@ -203,17 +208,23 @@ def capacity_markdown(results: dict[str, Any]) -> str:
              + ".", "",
              "Calls are ramped in steps and stay up; each echoes a small message every 5 s "
              "(through nginx for dograh-systemd, straight to the server for the others). "
-             "Every process may open 20,000 files (this machine's hard limit). Lag is the "
+             "Every server process gets the open-file limit our API units have "
+             "(LimitNOFILE=65536), the load generator its own hard limit. Lag is the "
              "p95 of the worst process's event-loop lag over 10 s; the knee is the first step "
-             f"where it passes {results['knee_ms']} ms. Memory per call is the growth of the "
+             f"from which it stays above {results['knee_ms']} ms. Memory per call is the growth of the "
              "server processes' RSS divided by the calls held.", "",
              "| workers | server | calls held, 0 refused | knee | KB per call at the top "
-             "| lag p95 (ms) at " + ", ".join(map(str, results["steps"])) + " calls |",
-             "|---|---|---|---|---|---|"]
+             "| calls per worker at the top, max/mean | lag p95 (ms) at "
+             + ", ".join(map(str, results["steps"])) + " calls |",
+             "|---|---|---|---|---|---|---|"]
     for run in results["runs"]:
         top = run["steps"][-1]
         lags = " / ".join(str(s["lag_p95_ms"]) for s in run["steps"])
         lines.append(f"| {run['workers']} | {run['server']} | {run['held_without_refusal']} | "
-                     f"{run['knee'] or 'not reached'} | {top['kb_per_call']} | {lags} |")
+                     f"{run['knee'] or 'not reached'} | {top['kb_per_call']} | "
+                     f"{_max_over_mean(run['final']['per_worker'])} | {lags} |")
+    lines += ["", "What `dograhctl status` said this host holds, before each ramp of ours:", ""]
+    lines += [f"- {run['workers']} workers: {run['ceiling']}" for run in results["runs"]
+              if run.get("ceiling")]
     lines += ["", "![capacity](capacity.png)", ""]
     return "\n".join(lines)
