@@ -86,12 +86,11 @@ def markdown(results: dict[str, Any]) -> str:
              f"knee (loop lag p95 stays above {ramp.KNEE_MS} ms) |",
              "|---|---|---|---|---|---|---|"]
     for run in results["runs"]:
-        workers = list(run["per_worker"].values())
         lines.append(f"| {run['hosts']} | {run['workers']} | {run['http_rps']:.0f} "
                      f"({run['http_rps'] / first['http_rps']:.2f}) | "
                      f"{run['held_without_refusal']} | "
                      f"{' / '.join(str(n) for _, n in sorted(run['per_host'].items()))} | "
-                     f"{max(workers) / (sum(workers) / len(workers)):.2f} | "
+                     f"{ramp.max_over_mean(run['per_worker'])} | "
                      f"{run['knee'] or 'not reached'} |")
     return "\n".join(lines) + "\n"
 

@@ -25,3 +25,9 @@ def knee(steps: list[dict[str, Any]]) -> int | None:
         if all(later["lag_p95_ms"] > KNEE_MS for later in steps[index:]):
             return step["calls"]
     return None
+
+
+def max_over_mean(per_worker: dict[str, int]) -> str:
+    """How far the busiest worker is above an even share: 1.00 is perfectly even."""
+    counts = list(per_worker.values())
+    return f"{max(counts) / (sum(counts) / len(counts)):.2f}" if counts else "-"

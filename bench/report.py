@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from . import ramp
+
 SERVERS = ("dograh-systemd", "uvicorn --workers", "gunicorn")
 
 
@@ -194,11 +196,6 @@ def plot_capacity(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _max_over_mean(per_worker: dict[str, int]) -> str:
-    counts = list(per_worker.values())
-    return f"{max(counts) / (sum(counts) / len(counts)):.2f}" if counts else "-"
-
-
 def capacity_markdown(results: dict[str, Any]) -> str:
     machine = results["machine"]
     lines = ["# Capacity benchmark", "",
@@ -222,7 +219,7 @@ def capacity_markdown(results: dict[str, Any]) -> str:
         lags = " / ".join(str(s["lag_p95_ms"]) for s in run["steps"])
         lines.append(f"| {run['workers']} | {run['server']} | {run['held_without_refusal']} | "
                      f"{run['knee'] or 'not reached'} | {top['kb_per_call']} | "
-                     f"{_max_over_mean(run['final']['per_worker'])} | {lags} |")
+                     f"{ramp.max_over_mean(run['final']['per_worker'])} | {lags} |")
     lines += ["", "What `dograhctl status` said this host holds, before each ramp of ours:", ""]
     lines += [f"- {run['workers']} workers: {run['ceiling']}" for run in results["runs"]
               if run.get("ceiling")]

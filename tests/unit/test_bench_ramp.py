@@ -24,3 +24,9 @@ def test_held_is_the_largest_step_with_every_call_up() -> None:
     assert ramp.held_without_refusal(steps(1, 1, 1)) == 3000
     assert ramp.held_without_refusal(steps(1, 1, 1, refused_at=2)) == 2000
     assert ramp.held_without_refusal(steps(1, refused_at=0)) == 0
+
+
+def test_max_over_mean_is_the_busiest_worker_over_an_even_share() -> None:
+    assert ramp.max_over_mean({"a": 2000, "b": 2000}) == "1.00"
+    assert ramp.max_over_mean({"a": 3000, "b": 1000}) == "1.50"
+    assert ramp.max_over_mean({}) == "-"
