@@ -43,3 +43,11 @@ def live_calls(ct: Container, port: int) -> tuple[int, int]:
     load = contract.parse_status(text)
     assert load is not None, f"dograh-api@{port}: no load in its Status line {text!r}"
     return load.calls, load.requests
+
+
+def assert_nothing_lost(result: dict) -> None:  # type: ignore[type-arg]
+    assert result["requests"]["failed"] == 0, result["requests"]
+    assert result["requests"]["ok"] > 0
+    assert result["calls"]["failed"] == 0, result["calls"]
+    assert result["calls"]["closed_early"] == 0, result["calls"]
+    assert result["calls"]["completed"] == result["calls"]["started"]

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from .container import Container
-from .test_fleet import dograhctl, main_pid
-from .test_zero_downtime import reset
+from .fleet import dograhctl, main_pid, reset
 
 pytestmark = pytest.mark.system
 

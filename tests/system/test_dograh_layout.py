@@ -20,7 +20,7 @@ import pytest
 
 from .conftest import SUITES
 from .container import CACHE_DIR, Container
-from .test_fleet import main_pid, units
+from .fleet import main_pid, units
 
 pytestmark = pytest.mark.system
 

@@ -5,67 +5,23 @@ Every assertion is on what systemd, nginx and the workers report or do.
 
 from __future__ import annotations
 
-import collections
 import json
 import re
-import subprocess
 import time
 
 import pytest
 
 from .container import Container
+from .fleet import answering_ports, api, dograhctl, main_pid, reset, snapshot, units, upstream_ports
 from .load import Load
 
 pytestmark = pytest.mark.system
 
 SINGLETONS = ["dograh-ari-manager.service", "dograh-campaign-orchestrator.service"]
-NGINX_FILES = ["/etc/nginx/sites-available/dograh", "/etc/nginx/dograh/upstream.conf"]
-
-
-def dograhctl(ct: Container, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return ct.run("dograhctl", *args, check=check, timeout=180)
-
-
-def units(ct: Container, pattern: str, state: str = "active") -> list[str]:
-    out = ct.run("systemctl", "list-units", "--plain", "--no-legend", "--full",
-                 f"--state={state}", pattern).stdout
-    return sorted(line.split()[0] for line in out.splitlines() if line.strip())
-
-
-def main_pid(ct: Container, unit: str) -> int:
-    return int(ct.run("systemctl", "show", "-p", "MainPID", "--value", unit).stdout)
-
-
-def upstream_ports(ct: Container) -> set[int]:
-    text = ct.path("/etc/nginx/dograh/upstream.conf").read_text()
-    return {int(p) for p in re.findall(r"^\s*server 127\.0\.0\.1:(\d+)", text, re.M)}
-
-
-def answering_ports(ct: Container, requests: int) -> collections.Counter[int]:
-    """Which workers answer ``requests`` requests sent through nginx."""
-    script = (f"for i in $(seq {requests}); do "
-              "curl -sf http://localhost/api/v1/worker || exit 1; echo; done")
-    out = ct.sh(script).stdout
-    return collections.Counter(json.loads(line)["port"] for line in out.splitlines())
-
-
-def api(ports: range) -> list[str]:
-    return [f"dograh-api@{p}.service" for p in ports]
-
-
-def snapshot(ct: Container) -> dict[str, object]:
-    """Everything a failed command must leave as it was."""
-    wants = ct.path("/etc/systemd/system/dograh.target.wants")
-    running = units(ct, "dograh-*")
-    return {
-        "enabled": sorted(p.name for p in wants.iterdir()) if wants.exists() else [],
-        "running": {unit: main_pid(ct, unit) for unit in running},
-        "nginx": {f: ct.path(f).read_text() for f in NGINX_FILES},
-        "sites": sorted(p.name for p in ct.path("/etc/nginx/sites-enabled").iterdir()),
-    }
 
 
 def test_scale_to_six(container: Container) -> None:
+    reset(container, 2)
     dograhctl(container, "scale", "6")
     assert units(container, "dograh-api@*") == api(range(8000, 8006))
     for unit in api(range(8000, 8006)):
@@ -82,7 +38,8 @@ def test_scale_to_six(container: Container) -> None:
 
 
 def test_sixty_calls_balance_across_six_workers(container: Container) -> None:
-    dograhctl(container, "scale", "6")
+    # Calls an earlier test left would weigh the upstream; start without them.
+    reset(container, 6)
     load = Load(container, "--duration", "1", "--rps", "0", "--call-rate", "0",
                 "--call-seconds", "10", "--jitter", "0", "--initial-calls", "60")
     per_port = {int(k): v for k, v in load.warm_calls.items()}

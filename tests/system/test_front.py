@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from .container import Container
-from .load import Load
-from .test_fleet import NGINX_FILES, dograhctl
-from .test_zero_downtime import assert_nothing_lost, reset
+from .fleet import NGINX_FILES, dograhctl, reset
+from .load import Load, assert_nothing_lost
 
 pytestmark = pytest.mark.system
 

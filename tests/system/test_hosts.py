@@ -18,8 +18,7 @@ import pytest
 
 from .container import Container
 from .hosts import cluster, install
-from .load import Load
-from .test_zero_downtime import assert_nothing_lost
+from .load import Load, assert_nothing_lost
 
 pytestmark = pytest.mark.system
 

@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 from .container import Container
-from .load import Load
-from .test_fleet import api, dograhctl, main_pid, units, upstream_ports
-from .test_zero_downtime import api_ports, assert_nothing_lost, reset
+from .fleet import api, api_ports, dograhctl, main_pid, reset, units, upstream_ports
+from .load import Load, assert_nothing_lost
 
 pytestmark = pytest.mark.system
 

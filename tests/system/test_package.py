@@ -19,9 +19,8 @@ import pytest
 
 from .conftest import SUITES
 from .container import Container, package_relations
-from .load import Load
-from .test_fleet import answering_ports, main_pid, units
-from .test_zero_downtime import assert_nothing_lost
+from .fleet import answering_ports, main_pid, units
+from .load import Load, assert_nothing_lost
 
 pytestmark = pytest.mark.system
 

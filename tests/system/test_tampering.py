@@ -7,7 +7,7 @@ import time
 import pytest
 
 from .container import Container
-from .test_fleet import dograhctl, snapshot, units
+from .fleet import dograhctl, snapshot, units
 
 pytestmark = pytest.mark.system
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from .container import Container
-from .test_fleet import dograhctl, main_pid
+from .fleet import dograhctl, main_pid
 
 pytestmark = pytest.mark.system
 

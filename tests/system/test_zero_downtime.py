@@ -6,41 +6,15 @@ against nginx, while it changes the fleet, and asserts on what the load saw.
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
 
 from .container import Container
-from .load import Load, live_calls
-from .test_fleet import dograhctl, main_pid, units
+from .fleet import api_ports, dograhctl, main_pid, reset, units
+from .load import Load, assert_nothing_lost, live_calls
 
 pytestmark = pytest.mark.system
-
-def api_ports(ct: Container) -> list[int]:
-    return [int(re.search(r"@(\d+)", u).group(1)) for u in units(ct, "dograh-api@*")]
-
-
-def reset(ct: Container, workers: int) -> None:
-    """A settled fleet of ``workers`` in the lower band, whatever earlier tests left:
-    no live calls, and upstream weights back to 1."""
-    dograhctl(ct, "scale", str(workers), "--no-drain")
-    if api_ports(ct)[0] >= 8100:
-        dograhctl(ct, "restart", "--no-drain")
-    assert api_ports(ct) == list(range(8000, 8000 + workers))
-    deadline = time.monotonic() + 30
-    while any(live_calls(ct, port)[0] for port in api_ports(ct)):
-        assert time.monotonic() < deadline, "calls of an earlier test did not end"
-        time.sleep(0.2)
-    assert "weights even" in dograhctl(ct, "rebalance").stdout
-
-
-def assert_nothing_lost(result: dict) -> None:  # type: ignore[type-arg]
-    assert result["requests"]["failed"] == 0, result["requests"]
-    assert result["requests"]["ok"] > 0
-    assert result["calls"]["failed"] == 0, result["calls"]
-    assert result["calls"]["closed_early"] == 0, result["calls"]
-    assert result["calls"]["completed"] == result["calls"]["started"]
 
 
 def test_scale_2_to_6_to_2_under_load(container: Container) -> None:
