@@ -68,9 +68,10 @@ def reset(ct: Container, workers: int) -> None:
     dograhctl(ct, "scale", str(workers), "--no-drain")
     if api_ports(ct)[0] >= 8100:
         dograhctl(ct, "restart", "--no-drain")
-    assert api_ports(ct) == list(range(8000, 8000 + workers))
+    ports = list(range(8000, 8000 + workers))
+    assert api_ports(ct) == ports
     deadline = time.monotonic() + 30
-    while any(live_calls(ct, port)[0] for port in api_ports(ct)):
+    while any(live_calls(ct, port)[0] for port in ports):
         assert time.monotonic() < deadline, "calls of an earlier test did not end"
         time.sleep(0.2)
     assert "weights even" in dograhctl(ct, "rebalance").stdout

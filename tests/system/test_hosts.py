@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from .container import Container
+from .fleet import units
 from .hosts import cluster, install
 from .load import Load, assert_nothing_lost
 
@@ -44,12 +45,6 @@ def dograhctl(ct: Container, *args: str, check: bool = True) -> str:
     return ct.run("dograhctl", *args, check=check, timeout=600).stdout
 
 
-def api_units(ct: Container) -> list[str]:
-    out = ct.run("systemctl", "list-units", "--plain", "--no-legend", "--state=active",
-                 "dograh-api@*").stdout
-    return sorted(line.split()[0] for line in out.splitlines())
-
-
 def runs(ct: Container, unit: str) -> bool:
     return ct.run("systemctl", "is-active", "--quiet", unit, check=False).returncode == 0
 
@@ -58,7 +53,8 @@ def test_two_plus_two_share_eighty_calls(hosts: dict[str, Container]) -> None:
     edge = hosts["edge"]
     dograhctl(edge, "scale", "4")
     for name in WORKERS:
-        assert api_units(hosts[name]) == ["dograh-api@8000.service", "dograh-api@8001.service"]
+        assert units(hosts[name], "dograh-api@*") == ["dograh-api@8000.service",
+                                                      "dograh-api@8001.service"]
     load = Load(edge, "--by-host", "--duration", "1", "--rps", "0", "--call-rate", "0",
                 "--call-seconds", "8", "--jitter", "0", "--initial-calls", "80")
     assert load.warm_calls == {f"{host}:{port}": 20 for host in WORKERS
@@ -90,11 +86,11 @@ def test_scale_a_host_down_and_restart_everything_under_load(
     load = Load(edge, "--by-host", "--duration", "30", "--rps", "20", "--call-rate", "1",
                 "--call-seconds", "6", "--initial-calls", "8")
     dograhctl(edge, "scale", "--host", "worker1=2", "--host", "worker2=1")
-    assert api_units(hosts["worker2"]) == ["dograh-api@8000.service"]
+    assert units(hosts["worker2"], "dograh-api@*") == ["dograh-api@8000.service"]
     dograhctl(edge, "restart")
     assert_nothing_lost(load.result())
     for name, count in (("worker1", 2), ("worker2", 1)):
-        assert len(api_units(hosts[name])) == count
+        assert len(units(hosts[name], "dograh-api@*")) == count
 
 
 def test_a_moved_singleton_never_runs_twice(hosts: dict[str, Container]) -> None:
@@ -143,7 +139,7 @@ def test_a_host_that_dies_is_left_out_and_rejoins(hosts: dict[str, Container]) -
     assert status.returncode == 1
     assert f"worker2 ({WORKERS['worker2']}) does not answer" in status.stdout
     dograhctl(edge, "scale", "3")  # works on the living host
-    assert len(api_units(hosts["worker1"])) == 3
+    assert len(units(hosts["worker1"], "dograh-api@*")) == 3
     worker2.boot()
     deadline = time.monotonic() + 90  # dograh-cluster.timer looks every 15 s
     while True:
