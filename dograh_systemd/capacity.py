@@ -14,13 +14,11 @@ the API units get LimitNOFILE. What is left is the host's CPUs and memory.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from . import files, paths
+from . import paths
 from .context import Context
-from .facts import open_file_limits
+from .host.machine import Machine
 from .nginx import worker_connections
-from .preflight import mem_available
 from .record import Fleet
 from .worker import contract
 
@@ -62,38 +60,29 @@ class Ceiling:
 
 def measure(ctx: Context, fleet: Fleet) -> Ceiling:
     """The host's call ceiling for ``fleet``, from what its processes really got."""
+    machine = ctx.host.machine
     api = ctx.settings.api.role
     states = ctx.systemd.show(fleet.of(api.name))
     running = [state for state in states.values() if state.ready and state.pid]
-    per_worker = [(_soft_open_files(state.pid) or contract.WORKER_OPEN_FILES)
+    per_worker = [(_soft_open_files(machine, state.pid) or contract.WORKER_OPEN_FILES)
                   - contract.WORKER_FILES_KEPT for state in running]
     open_files = sum(per_worker) if per_worker else \
         len(fleet.of(api.name)) * (contract.WORKER_OPEN_FILES - contract.WORKER_FILES_KEPT)
     live = sum(load.calls for state in running
                if (load := contract.parse_status(state.status)) is not None)
-    memory = mem_available() // (ctx.settings.call_memory_kb * 1024) + live
-    return Ceiling(nginx=_nginx_calls(), open_files=open_files, memory=memory)
+    memory = machine.mem_available() // (ctx.settings.call_memory_kb * 1024) + live
+    return Ceiling(nginx=_nginx_calls(ctx), open_files=open_files, memory=memory)
 
 
-def _nginx_calls() -> int | None:
+def _nginx_calls(ctx: Context) -> int | None:
     """Calls nginx's running workers can carry: two connections each."""
-    try:
-        master = int(Path("/run/nginx.pid").read_text())
-        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    except (OSError, ValueError):
+    workers = [worker for worker in ctx.host.machine.nginx_workers() if worker.accepting]
+    if not workers:
         return None
-    connections = worker_connections(files.read(paths.NGINX_CONF) or "") or 512
-    total = 0
-    for pid in map(int, children):
-        try:
-            title = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"worker process" in title and b"shutting down" not in title:
-            total += min(connections, _soft_open_files(pid) or connections)
-    return total // 2
+    connections = worker_connections(ctx.files.read(paths.NGINX_CONF) or "") or 512
+    return sum(min(connections, worker.open_files) for worker in workers) // 2
 
 
-def _soft_open_files(pid: int) -> int | None:
-    limits = open_file_limits(pid)
+def _soft_open_files(machine: Machine, pid: int) -> int | None:
+    limits = machine.open_file_limits(pid)
     return limits[0] if limits else None

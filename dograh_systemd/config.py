@@ -8,6 +8,7 @@ The keys of each role (count, switch, command) come from the role table.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import os
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 from dotenv import dotenv_values
 
 from . import paths, values
+from .host.files import Files
 from .roles import MAX_API_WORKERS, ROLES, Kind, Role, default_api_workers
 
 DEFAULT_CONFIG = Path("/etc/dograh/dograh.env")
@@ -101,6 +103,8 @@ class Settings:
     acme_server: str
     nginx_server_name: str
     nginx_location: str
+    # Strict-Transport-Security, with a certificate browsers trust.
+    hsts: bool
     worker_memory_mb: int
     call_memory_kb: int
     drain_timeout: int
@@ -136,12 +140,6 @@ class Settings:
         made = (paths.SECRETS,) if self.checkout else ()
         return (self.config_path, *self.env_files, *made)
 
-    @property
-    def mode(self) -> str:
-        """``edge`` (the front door of worker hosts), ``worker`` (a worker host behind an
-        edge), or ``single`` (everything on this host)."""
-        return "edge" if self.hosts else "worker" if self.edge else "single"
-
     def singleton_host(self, role: str) -> str | None:
         """The worker host a singleton runs on: as placed, else the first host."""
         placed = dict(self.singleton_hosts)
@@ -171,18 +169,28 @@ def config_path(explicit: str | None = None) -> Path:
     return path
 
 
-def load(path: Path, roles: tuple[Role, ...] = ROLES) -> Settings:
-    """Read and validate ``path``; a missing default file means all defaults."""
-    if path.exists():
-        try:
-            raw = {k: v for k, v in dotenv_values(path).items() if v is not None}
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    elif path == DEFAULT_CONFIG:
-        raw = {}
-    else:
-        raise ConfigError(f"{path}: no such config file")
-    return parse(path, raw, roles)
+def load(path: Path, roles: tuple[Role, ...] = ROLES, files: Files | None = None) -> Settings:
+    """Read and validate ``path`` (on ``files``, this machine's by default); a missing
+    default file means all defaults."""
+    files = files or Files()
+    try:
+        text = files.read(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    if text is None:
+        if path != DEFAULT_CONFIG:
+            raise ConfigError(f"{path}: no such config file")
+        text = ""
+    return parse(path, _values(text), roles)
+
+
+def read_env(files: Files, path: Path) -> dict[str, str]:
+    """One env file's values, as systemd's EnvironmentFile= gives them; none if missing."""
+    return _values(files.read(path) or "")
+
+
+def _values(text: str) -> dict[str, str]:
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -233,6 +241,7 @@ KEYS = (
         "https://acme-v02.api.letsencrypt.org/directory"),
     Key("DOGRAH_NGINX_SERVER_NAME", "nginx_server_name", values.server_names,
         "host names separated by spaces", "localhost"),
+    Key("DOGRAH_NGINX_HSTS", "hsts", values.boolean, "true or false", "true"),
     Key("DOGRAH_NGINX_LOCATION", "nginx_location", values.location,
         "a URL path that starts and ends with /", "/api/"),
     Key("DOGRAH_WORKER_MEMORY_MB", "worker_memory_mb", values.int_in(16, 65536),
@@ -319,8 +328,10 @@ def _check_together(path: Path, raw: Mapping[str, str], settings: Settings) -> N
     if settings.hosts and settings.edge:
         refuse("DOGRAH_EDGE", "DOGRAH_HOSTS makes this host the edge",
                "empty on the edge; on a worker host, the edge's address")
-    if settings.edge and ipaddress.ip_address(settings.host).is_loopback:
-        refuse("UVICORN_HOST", "a worker host's API workers listen where the edge reaches them",
+    if settings.edge and (ipaddress.ip_address(settings.host).is_loopback
+                          or ipaddress.ip_address(settings.host).is_unspecified):
+        refuse("UVICORN_HOST", "a worker host's API workers listen where the edge reaches them, "
+               "and the edge dials exactly that address",
                "this host's address on the network it shares with the edge")
     hosts = {name for name, _ in settings.hosts}
     for role, host in settings.singleton_hosts:

@@ -1,45 +1,49 @@
-"""What every step of a command is handed: the settings and the ways to reach the system."""
+"""What every step of a command is handed: the settings, the host, and this host's mode."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .config import Settings
-from .facts import Facts, gather
+from .facts import Facts
+from .host import Clock, Host
+from .host.files import Files
+from .host.systemd import Systemd
 from .nginx import Nginx
 from .record import Store
-from .systemd import Systemd
+
+if TYPE_CHECKING:
+    from .modes import Mode
 
 Report = Callable[[str], None]
-
-
-class Clock:
-    """Wall clock, monotonic clock and sleep; a test replaces it to run without waiting."""
-
-    def time(self) -> float:
-        return time.time()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
 
 
 @dataclass
 class Context:
     settings: Settings
     report: Report
-    systemd: Systemd
-    nginx: Nginx
-    store: Store
-    clock: Clock
+    host: Host
     facts: Facts
+    mode: Mode
 
-    @classmethod
-    def here(cls, settings: Settings, report: Report) -> Context:
-        """This host's systemd, nginx and fleet record."""
-        systemd = Systemd()
-        return cls(settings, report, systemd, Nginx(systemd), Store(), Clock(), gather(systemd))
+    @property
+    def systemd(self) -> Systemd:
+        return self.host.systemd
+
+    @property
+    def files(self) -> Files:
+        return self.host.files
+
+    @property
+    def clock(self) -> Clock:
+        return self.host.clock
+
+    @property
+    def nginx(self) -> Nginx:
+        return Nginx(self.host)
+
+    @property
+    def store(self) -> Store:
+        return Store(self.host.files)

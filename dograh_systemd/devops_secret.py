@@ -9,13 +9,11 @@ real secret, that file is removed and the admin's secret is the one in use.
 
 from __future__ import annotations
 
-import grp
 import secrets
 
-from dotenv import dotenv_values
-
-from . import files, paths
-from .config import Settings
+from . import paths
+from .config import Settings, read_env
+from .host.files import Files
 from .worker import contract
 
 KEY = contract.APP_CALLS_SECRET
@@ -27,28 +25,28 @@ def is_real(value: str | None) -> bool:
     return bool(value) and value != PLACEHOLDER
 
 
-def set_by_admin(settings: Settings) -> str | None:
+def set_by_admin(files: Files, settings: Settings) -> str | None:
     """The value the admin's own env files give the units (a later file wins)."""
     value = None
     for path in settings.unit_env_files:
-        if path != paths.SECRETS and path.is_file():
-            value = dotenv_values(path).get(KEY, value)
+        if path != paths.SECRETS:
+            value = read_env(files, path).get(KEY, value)
     return value
 
 
-def ensure(settings: Settings) -> str | None:
+def ensure(files: Files, settings: Settings) -> str | None:
     """Make the secret, or drop the one made earlier; what was done, or None."""
     if settings.checkout is None:
         return None
-    made = paths.SECRETS.exists()
-    if is_real(set_by_admin(settings)):
+    made = files.exists(paths.SECRETS)
+    if is_real(set_by_admin(files, settings)):
         if made:
-            paths.SECRETS.unlink()
+            files.unlink(paths.SECRETS)
             return f"removed {paths.SECRETS}: {KEY} is set in the env files now"
         return None
-    if made and is_real(dotenv_values(paths.SECRETS).get(KEY)):
+    if made and is_real(read_env(files, paths.SECRETS).get(KEY)):
         return None
     files.write_atomic(paths.SECRETS, f"# Made by dograhctl for Dograh's API; see "
                        f"dograhctl(1).\n{KEY}={secrets.token_hex(32)}\n", mode=0o640,
-                       owner=(0, grp.getgrnam("dograh").gr_gid))
+                       group="dograh")
     return f"made a new {KEY} in {paths.SECRETS} (Dograh's API needs one; it is not printed)"

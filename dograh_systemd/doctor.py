@@ -10,22 +10,18 @@ from __future__ import annotations
 import datetime
 import json
 import re
-import socket
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
-
-from . import capacity, certificates, devops_secret, files, front, paths, preflight, probe
+from . import capacity, certificates, devops_secret, front, paths, preflight, probe, units
 from .certificates import Pair
+from .config import read_env
 from .context import Context
 from .errors import DograhError
 from .plan import ports_of
 from .record import Fleet
-from .templates import Member, dial_address
+from .upstream import Member, dial_address
 
 SERVICE_USER = "dograh"
 
@@ -39,41 +35,48 @@ class Check:
 
 
 def run(ctx: Context) -> list[Check]:
-    settings = ctx.settings
-    checks = [
-        _interpreter(ctx),
-        *[_readable(ctx, path) for path in settings.unit_env_files
-          if path != paths.SECRETS or path.exists()],  # the secret file is optional
-        _imports(ctx, "worker runtime", "import dograh_systemd.worker.runtime",
-                 "the app's venv needs uvicorn (Dograh's requirements have it); "
-                 f"{paths.RUNTIME_PATH} comes with the package"),
-        _imports(ctx, f"app {settings.app}", _import_app(settings.app),
-                 "install the app's requirements in its venv and set its env in "
-                 f"{settings.config_path} or DOGRAH_ENV_FILES"),
-        _ports(ctx),
-        _check("nginx config", ctx.nginx.test, "nginx -t is fine", "fix what nginx -t names"),
-    ]
+    settings, mode = ctx.settings, ctx.mode
+    checks: list[Check] = []
+    if mode.runs_workers:
+        checks += [
+            _interpreter(ctx),
+            *[_readable(ctx, path) for path in settings.unit_env_files
+              if path != paths.SECRETS or ctx.files.exists(path)],  # the secret is optional
+            _imports(ctx, "worker runtime", "import dograh_systemd.worker.runtime",
+                     "the app's venv needs uvicorn (Dograh's requirements have it); "
+                     f"{paths.RUNTIME_PATH} comes with the package"),
+            _imports(ctx, f"app {settings.app}", _import_app(settings.app),
+                     "install the app's requirements in its venv and set its env in "
+                     f"{settings.config_path} or DOGRAH_ENV_FILES"),
+            _ports(ctx),
+        ]
+    if mode.serves_site:
+        checks.append(_check("nginx config", ctx.nginx.test, "nginx -t is fine",
+                             "fix what nginx -t names"))
     env = _app_env(ctx)
-    for key, default_port in (("REDIS_URL", 6379), ("DATABASE_URL", 5432)):
-        if env.get(key):
-            checks.append(_reachable(key, env[key], default_port))
-    if settings.checkout:
-        checks += [_devops_secret(env),
-                   _tool(ctx, "node", "node --version", NODE_AT_LEAST,
-                         "Dograh's API runs an MCP validator on Node >= 22.6 (Debian's is "
-                         "older): install one and name its bin/ in DOGRAH_TOOLS_PATH"),
-                   _tool(ctx, "ffmpeg", "ffmpeg -version", None,
-                         "apt install ffmpeg, or name the directory of yours in "
-                         "DOGRAH_TOOLS_PATH")]
-    if settings.calls_path:
-        checks.append(_call_registry(ctx, env.get(devops_secret.KEY, "")))
-    pair = front.serving(settings)
-    if pair:
-        checks.append(_certificate(ctx, pair))
-    if settings.tls == "acme":
-        checks.append(_acme_renewal(ctx))
-    checks.append(_by_address(ctx))
-    checks.append(_ceiling(ctx))
+    if mode.runs_workers:
+        for key, default_port in (("REDIS_URL", 6379), ("DATABASE_URL", 5432)):
+            if env.get(key):
+                checks.append(_reachable(ctx, key, env[key], default_port))
+        if settings.checkout:
+            checks += [_devops_secret(env),
+                       _tool(ctx, "node", "node --version", NODE_AT_LEAST,
+                             "Dograh's API runs an MCP validator on Node >= 22.6 (Debian's is "
+                             "older): install one and name its bin/ in DOGRAH_TOOLS_PATH"),
+                       _tool(ctx, "ffmpeg", "ffmpeg -version", None,
+                             "apt install ffmpeg, or name the directory of yours in "
+                             "DOGRAH_TOOLS_PATH")]
+        if settings.calls_path:
+            checks.append(_call_registry(ctx, env.get(devops_secret.KEY, "")))
+    if mode.serves_site:
+        pair = front.serving(settings, ctx.files)
+        if pair:
+            checks.append(_certificate(ctx, pair))
+        if settings.tls == "acme":
+            checks.append(_acme_renewal(ctx))
+        checks.append(_by_address(ctx))
+    if mode.runs_workers:
+        checks.append(_ceiling(ctx))
     return checks
 
 
@@ -92,7 +95,7 @@ DAYS_LEFT_AT_LEAST = 7
 def _certificate(ctx: Context, pair: Pair) -> Check:
     name = f"certificate {pair.certificate}"
     try:
-        facts = certificates.read(ctx.systemd, pair)
+        facts = certificates.read(ctx.host, pair)
     except DograhError as exc:
         return Check(name, False, str(exc), "fix DOGRAH_TLS_CERTIFICATE and DOGRAH_TLS_KEY, or "
                      "run dograhctl render")
@@ -112,11 +115,11 @@ def _certificate(ctx: Context, pair: Pair) -> Check:
 
 def _acme_renewal(ctx: Context) -> Check:
     name = "ACME renewal"
-    conf = files.read(paths.ACME_RENEWAL) or ""
+    conf = ctx.files.read(paths.ACME_RENEWAL) or ""
     if f"renew_hook = {paths.CERTBOT_DEPLOY_HOOK}" not in conf:
         return Check(name, False, f"{paths.ACME_RENEWAL} has no deploy hook that reloads nginx",
                      "run dograhctl render (it asks certbot for the certificate with the hook)")
-    timer = ctx.systemd.run(["systemctl", "is-enabled", "certbot.timer"]).stdout.strip()
+    timer = ctx.host.run(["systemctl", "is-enabled", "certbot.timer"]).stdout.strip()
     if timer != "enabled":
         return Check(name, False, f"certbot.timer is {timer or 'missing'}",
                      "systemctl enable --now certbot.timer")
@@ -157,36 +160,48 @@ def _tool(ctx: Context, name: str, command: str, at_least: tuple[int, ...] | Non
 
 
 def _call_registry(ctx: Context, secret: str) -> Check:
-    """The app's call registry answers a running worker, with the secret."""
+    """The app's call registry answers a running worker, with the secret. It asks the
+    running fleet: when that runs an earlier configuration, the check says so."""
     settings = ctx.settings
     name = f"call registry {settings.calls_path}"
     record = ctx.store.load()
-    units = record.fleet.of(settings.api.role.name) if record else ()
-    running = [unit for unit, state in ctx.systemd.show(units).items() if state.ready]
+    role_units = record.fleet.of(settings.api.role.name) if record else ()
+    running = [unit for unit, state in ctx.systemd.show(role_units).items() if state.ready]
     if not running:
         return Check(name, False, "no API worker runs to ask", "start them: dograhctl scale")
+    behind = _running_an_earlier_config(ctx)
+    asked = f"{running[0]} (the running fleet" + (", which runs an earlier configuration)"
+                                                  if behind else ")")
     port = settings.api.role.instance_name(running[0])
     address = Member(dial_address(settings.host), int(port)).endpoint
-    request = urllib.request.Request(f"http://{address}{settings.calls_path}",
-                                     headers={settings.calls_header: secret})
+    fix_behind = ("the running fleet runs an earlier configuration: move it onto the "
+                  "configured app with dograhctl restart, then run doctor again")
     try:
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            calls = json.loads(answer.read())["active_calls"]
-    except urllib.error.HTTPError as exc:
-        return Check(name, False, f"{running[0]} answers HTTP {exc.code}",
-                     f"check {devops_secret.KEY} and DOGRAH_CALLS_HEADER")
-    except (OSError, ValueError, KeyError) as exc:
-        return Check(name, False, f"{running[0]} does not answer it ({exc})",
-                     "check DOGRAH_CALLS_PATH")
-    return Check(name, True, f"{running[0]} holds {calls} call(s)")
+        code, body = ctx.host.machine.http_get(f"http://{address}{settings.calls_path}",
+                                               {settings.calls_header: secret})
+        if code != 200:
+            return Check(name, False, f"{asked} answers HTTP {code}", fix_behind if behind
+                         else f"check {devops_secret.KEY} and DOGRAH_CALLS_HEADER")
+        calls = json.loads(body)["active_calls"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return Check(name, False, f"{asked} does not answer it ({exc})",
+                     fix_behind if behind else "check DOGRAH_CALLS_PATH")
+    return Check(name, True, f"{asked} holds {calls} call(s)")
+
+
+def _running_an_earlier_config(ctx: Context) -> bool:
+    """Whether the API workers run another definition than the config renders now."""
+    record = ctx.store.load()
+    rendered = units.by_name(ctx.mode.unit_files(ctx))
+    return record is not None and ctx.settings.api.role.name in units.behind(
+        ctx.files, ctx.settings, record.fleet, rendered)
 
 
 def _app_env(ctx: Context) -> dict[str, str]:
     """The app's env files as systemd reads them (only to find the services to reach)."""
     env: dict[str, str] = {}
     for path in ctx.settings.unit_env_files:
-        if path.is_file():
-            env.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+        env.update(read_env(ctx.files, path))
     return env
 
 
@@ -237,7 +252,7 @@ def _ports(ctx: Context) -> Check:
     band = 1 if ours and min(ours) in settings.band_ports(1) else 0
     wanted = set(list(settings.band_ports(band))[:settings.api_workers]) - ours
     try:
-        preflight.check_ports_free(settings.host, wanted)
+        preflight.check_ports_free(ctx.host.machine, settings.host, wanted)
     except DograhError as exc:
         return Check("worker ports", False, str(exc), "stop the other process or change "
                      "UVICORN_BASE_PORT")
@@ -252,12 +267,11 @@ def _check(name: str, check: Callable[[], None], good: str, fix: str) -> Check:
     return Check(name, True, good)
 
 
-def _reachable(key: str, url: str, default_port: int) -> Check:
+def _reachable(ctx: Context, key: str, url: str, default_port: int) -> Check:
     parts = urlsplit(url)
     host, port = parts.hostname or "localhost", parts.port or default_port
-    try:
-        socket.create_connection((host, port), timeout=3).close()
-    except OSError as exc:
-        return Check(key, False, f"{host}:{port} does not answer ({exc.strerror or exc})",
+    why = ctx.host.machine.reachable(host, port)
+    if why:
+        return Check(key, False, f"{host}:{port} does not answer ({why})",
                      f"start the service, or fix {key}")
     return Check(key, True, f"{host}:{port} answers")

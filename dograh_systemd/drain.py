@@ -32,7 +32,7 @@ def until_idle(ctx: Context, units: list[str], deadline: float, timeout: float) 
     serving holds nothing; a read of the app's call count that failed is never
     taken for zero.
     """
-    units = [unit for unit, state in ctx.systemd.show(units).items() if _serving(state.active)]
+    units = [unit for unit, state in ctx.systemd.show(units).items() if state.holding]
     if not units:
         return Cut()
     began = ctx.clock.time()
@@ -73,7 +73,7 @@ def _busy(ctx: Context, units: list[str]) -> dict[str, tuple[Load, str]]:
     """The running workers among ``units`` that still hold something, with what."""
     busy = {}
     for unit, state in ctx.systemd.show(units).items():
-        if not _serving(state.active):
+        if not state.holding:
             continue  # never started serving, or gone: it holds nothing
         load = contract.parse_status(state.status)
         if load is None:
@@ -82,7 +82,3 @@ def _busy(ctx: Context, units: list[str]) -> dict[str, tuple[Load, str]]:
         elif not load.idle:
             busy[unit] = (load, state.status.removeprefix("stopping: "))
     return busy
-
-
-def _serving(active: str) -> bool:
-    return active in ("active", "reloading", "deactivating")

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
-from .systemd import Systemd
+from .host import Host
 
 
 @dataclass(frozen=True)
@@ -38,32 +37,12 @@ class Facts:
 ASSUMED = Facts()
 
 
-def gather(systemd: Systemd) -> Facts:
+def gather(host: Host) -> Facts:
     versions = ASSUMED
-    found = re.match(r"systemd (\d+)", systemd.run(["systemctl", "--version"]).stdout)
-    nginx = re.search(r"nginx/(\d+(?:\.\d+)*)", systemd.run(["nginx", "-v"]).stderr)
+    found = re.match(r"systemd (\d+)", host.run(["systemctl", "--version"]).stdout)
+    nginx = re.search(r"nginx/(\d+(?:\.\d+)*)", host.run(["nginx", "-v"]).stderr)
+    master = host.machine.nginx_master()
+    limits = host.machine.open_file_limits(master) if master else None
     return Facts(systemd=int(found.group(1)) if found else versions.systemd,
                  nginx=tuple(map(int, nginx.group(1).split("."))) if nginx else versions.nginx,
-                 nginx_open_files=_nginx_hard_open_files())
-
-
-def _nginx_hard_open_files() -> int | None:
-    try:
-        limits = open_file_limits(int(Path("/run/nginx.pid").read_text()))
-    except (OSError, ValueError):
-        return None
-    return limits[1] if limits else None
-
-
-def open_file_limits(pid: int) -> tuple[int, int] | None:
-    """(soft, hard) "Max open files" of a process, from /proc: what systemd reports for a
-    unit is what it asked for, not what the process got."""
-    try:
-        limits = Path(f"/proc/{pid}/limits").read_text()
-    except OSError:
-        return None
-    found = re.search(r"^Max open files\s+(\S+)\s+(\S+)", limits, re.M)
-    if not found:
-        return None
-    soft, hard = (1 << 20 if value == "unlimited" else int(value) for value in found.groups())
-    return soft, hard
+                 nginx_open_files=limits[1] if limits else None)

@@ -2,20 +2,25 @@
 
 Render, compare, rename into place, ``nginx -t``, reload. When the test or the
 reload fails, every file is put back as it was, so a config that fails
-``nginx -t`` is never left behind and the running nginx keeps its old one.
-Also the limits nginx needs to carry thousands of calls, and the one line of
-the admin's nginx.conf they take.
+``nginx -t`` is never left behind and the running nginx keeps its old one. A
+mark written before the first file and removed after the reload makes the next
+transaction reload even when the files are already in place: a command killed
+in between left nginx running the old ones. Also the limits nginx needs to
+carry thousands of calls, and the one line of the admin's nginx.conf they take.
 """
 
 from __future__ import annotations
 
 import re
-import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import files, paths
+from . import paths
 from .errors import DograhError
-from .systemd import Systemd
+from .host import Host
+from .host.files import Files
+from .host.machine import NginxWorker
 
 SERVICE = "nginx.service"
 
@@ -25,6 +30,16 @@ MAX_CONNECTIONS = 65536
 # Files an nginx worker keeps for itself: logs, listeners, cached upstream connections.
 RESERVE = 1024
 _CONNECTIONS = re.compile(r"^(\s*worker_connections\s+)(\d+)(\s*;)", re.M)
+
+
+# How much longer than a drain an old nginx worker process may hold a call.
+SHUTDOWN_MARGIN = 60
+
+
+def shutdown_timeout(drain_timeout: int) -> int:
+    """nginx's worker_shutdown_timeout: an old generation ends only once no drain could
+    still be waiting for one of its calls."""
+    return drain_timeout + SHUTDOWN_MARGIN
 
 
 def limits(hard: int) -> tuple[int, int]:
@@ -47,7 +62,7 @@ def raised(conf: str, connections: int) -> str | None:
     return _CONNECTIONS.sub(rf"\g<1>{connections}\g<3>", conf, count=1)
 
 
-def restore_connections() -> None:
+def restore_connections(files: Files) -> None:
     """Put back nginx.conf's own worker_connections, if the value there is still ours."""
     record = files.read(paths.NGINX_CONNECTIONS_RAISED)
     if record is None:
@@ -57,52 +72,60 @@ def restore_connections() -> None:
     if worker_connections(conf) == int(ours):
         files.write_atomic(paths.NGINX_CONF, _CONNECTIONS.sub(rf"\g<1>{original}\g<3>", conf,
                                                                count=1))
-    paths.NGINX_CONNECTIONS_RAISED.unlink()
+    files.unlink(paths.NGINX_CONNECTIONS_RAISED)
 
 
 class Nginx:
-    def __init__(self, systemd: Systemd) -> None:
-        self.systemd = systemd
+    def __init__(self, host: Host) -> None:
+        self.host = host
 
     def test(self) -> None:
         """``nginx -t`` on what is on disk now; the error names nginx's first complaint."""
-        result = self.systemd.run(["nginx", "-t", "-q"])
+        result = self.host.run(["nginx", "-t", "-q"])
         if result.returncode != 0:
             lines = [line for line in result.stderr.splitlines() if "[emerg]" in line]
             detail = (lines or result.stderr.strip().splitlines() or ["no output"])[0]
             raise DograhError(f"nginx -t failed: {detail.strip()}")
 
-    def apply(self, rendered: dict[Path, str], reload: bool = False,
-              remove: tuple[Path, ...] = (), edits: dict[Path, str] | None = None) -> bool:
-        """Bring nginx to ``rendered`` plus the enabled-site link, without the links of
-        ``remove``, with the admin's files of ``edits`` changed; True if anything changed.
+    def apply(self, rendered: Mapping[Path, str], links: Mapping[Path, Path] | None = None,
+              remove: tuple[Path, ...] = (), edits: Mapping[Path, str] | None = None,
+              reload: bool = False) -> bool:
+        """Bring nginx to ``rendered`` (generated files), with the symbolic ``links``
+        (link -> target) in place, the links of ``remove`` gone and the admin's files of
+        ``edits`` changed; True if anything changed.
 
-        ``reload`` reloads even when the files are already in place (a command
-        interrupted before its reload left them so).
+        ``reload`` reloads even when the files are in place; so does a transaction
+        an interrupted command left (its mark is there).
         """
+        files = self.host.files
         edits = files.changed(edits or {})
         changes = files.changed(rendered)
-        add_link = not paths.NGINX_SITE_LINK.is_symlink()
-        removed = {link: link.readlink() for link in remove if link.is_symlink()}
-        if not changes and not edits and not add_link and not removed and not reload:
+        add = {link: target for link, target in (links or {}).items()
+               if files.link_target(link) != target}
+        removed = {link: files.link_target(link) for link in remove if files.is_link(link)}
+        pending = files.exists(paths.NGINX_RELOAD_PENDING)
+        if not (changes or edits or add or removed or pending or reload):
             return False
         previous = {path: files.read(path) for path in {**changes, **edits}}
+        previous_links = {link: files.link_target(link) for link in add}
+        files.write_atomic(paths.NGINX_RELOAD_PENDING, "")
         try:
             for path, text in changes.items():
                 files.write_generated(path, text)
             for path, text in edits.items():
                 files.write_atomic(path, text)
-            if add_link:
-                paths.NGINX_SITE_LINK.parent.mkdir(parents=True, exist_ok=True)
-                paths.NGINX_SITE_LINK.symlink_to(paths.NGINX_SITE)
+            for link, target in add.items():
+                files.unlink(link)
+                files.link(link, target)
             for link in removed:
-                link.unlink()
+                files.unlink(link)
             self.test()
             self.reload()
         except BaseException:
-            _restore(previous, add_link, removed)
+            _restore(files, previous, {**previous_links, **removed})
             raise
-        return bool(changes or edits or add_link or removed)
+        files.unlink(paths.NGINX_RELOAD_PENDING)
+        return bool(changes or edits or add or removed)
 
     def reload(self, timeout: float = 10) -> None:
         """Reload a running nginx and wait until only new workers accept.
@@ -114,20 +137,21 @@ class Nginx:
         connections but accepts no new ones), a new request may still meet the
         old upstream list.
         """
-        if not self.systemd.is_active(SERVICE):
+        systemd, machine, clock = self.host.systemd, self.host.machine, self.host.clock
+        if not systemd.is_active(SERVICE):
             return
-        before = _accepting_workers()
+        before = _accepting(machine.nginx_workers())
         try:
-            self.systemd.systemctl("reload", SERVICE)
+            systemd.systemctl("reload", SERVICE)
         except DograhError as exc:
             raise DograhError(f"reloading nginx failed: {exc}") from None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            accepting = _accepting_workers()
+        deadline = clock.monotonic() + timeout
+        while clock.monotonic() < deadline:
+            accepting = _accepting(machine.nginx_workers())
             if accepting and accepting.isdisjoint(before):
-                time.sleep(0.05)  # the retitled old worker closes its listeners right after
+                clock.sleep(0.05)  # the retitled old worker closes its listeners right after
                 return
-            time.sleep(0.02)
+            clock.sleep(0.02)
         raise DograhError("reloading nginx failed: old worker processes still accept after "
                           f"{timeout:.0f}s (see journalctl -u nginx)")
 
@@ -138,14 +162,14 @@ class Nginx:
         nginx -t fails without our site, nginx is not reloaded, and the
         returned warning says so.
         """
-        if paths.NGINX_SITE_LINK.is_symlink():
-            paths.NGINX_SITE_LINK.unlink()
+        files = self.host.files
+        files.unlink(paths.NGINX_SITE_LINK)
         for path in (paths.NGINX_SITE, paths.NGINX_UPSTREAM, paths.NGINX_CAPACITY):
             if files.is_generated(path):
-                path.unlink()
-        if paths.NGINX_UPSTREAM.parent.is_dir() and not any(paths.NGINX_UPSTREAM.parent.iterdir()):
-            paths.NGINX_UPSTREAM.parent.rmdir()
-        if not self.systemd.is_active(SERVICE):
+                files.unlink(path)
+        files.remove_empty_directory(paths.NGINX_UPSTREAM.parent)
+        files.unlink(paths.NGINX_RELOAD_PENDING)
+        if not self.host.systemd.is_active(SERVICE):
             return None
         try:
             self.test()
@@ -156,33 +180,46 @@ class Nginx:
         return None
 
 
-def _restore(previous: dict[Path, str | None], remove_link: bool,
-             removed: dict[Path, Path]) -> None:
-    if remove_link and paths.NGINX_SITE_LINK.is_symlink():
-        paths.NGINX_SITE_LINK.unlink()
-    for link, target in removed.items():
-        if not link.is_symlink():
-            link.symlink_to(target)
+def _restore(files: Files, previous: Mapping[Path, str | None],
+             links: Mapping[Path, Path | None]) -> None:
+    """The files and links as they were before a transaction that failed."""
+    for link, target in links.items():
+        files.unlink(link)
+        if target is not None:
+            files.link(link, target)
     for path, text in previous.items():
         if text is None:
-            path.unlink(missing_ok=True)
+            files.unlink(path)
         else:
             files.write_atomic(path, text)
 
 
-def _accepting_workers() -> set[int]:
-    """PIDs of the nginx master's worker processes that still accept connections."""
-    try:
-        master = int(Path("/run/nginx.pid").read_text())
-        children = Path(f"/proc/{master}/task/{master}/children").read_text()
-    except (OSError, ValueError):
-        return set()
-    return {int(pid) for pid in children.split() if _is_accepting_worker(int(pid))}
+@dataclass(frozen=True)
+class Generation:
+    """nginx worker processes a reload left running: they accept nothing new and end
+    with their last call (or at worker_shutdown_timeout)."""
+
+    age: float       # seconds since they started
+    workers: int
+    calls: int       # a proxied call holds two sockets
+
+    def describe(self, shutdown_timeout: int) -> str:
+        return (f"{self.workers} old nginx worker(s) from {self.age:.0f}s ago hold "
+                f"{self.calls} call(s); they end with their last call, or at "
+                f"{shutdown_timeout}s (worker_shutdown_timeout)")
 
 
-def _is_accepting_worker(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"worker process" in cmdline and b"shutting down" not in cmdline
+def old_generations(host: Host) -> list[Generation]:
+    """The generations of nginx workers earlier reloads left, oldest first."""
+    now = host.clock.time()
+    by_start: dict[int, list[NginxWorker]] = {}
+    for worker in host.machine.nginx_workers():
+        if not worker.accepting:
+            by_start.setdefault(int(worker.started), []).append(worker)
+    return [Generation(now - started, len(workers),
+                       sum(worker.connections for worker in workers) // 2)
+            for started, workers in sorted(by_start.items())]
+
+
+def _accepting(workers: list[NginxWorker]) -> set[int]:
+    return {worker.pid for worker in workers if worker.accepting}

@@ -9,15 +9,17 @@
 The record holds the operation from before its first change and learns each
 phase as it begins. Every phase is idempotent, so the next command finishes an
 interrupted operation by running it again from the phase recorded. A failure
-before nginx switched rolls back to the previous fleet, unit files included;
-once nginx sends to the new workers, an operation only goes forward.
+before nginx switched rolls back to the previous fleet, unit files and nginx
+files included; once nginx sends to the new workers, an operation only goes
+forward. The switch is the mode's: a single host's own nginx, or, on a worker
+host, its edge's, which this host waits for (the operation stays staged).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import drain, front, paths, rollout, templates, units
+from . import drain, paths, rollout, units
 from .context import Context
 from .errors import DograhError
 from .record import Fleet, Operation, Phase, Record
@@ -35,23 +37,30 @@ class Outcome:
 
 
 def begin(ctx: Context, op: Operation, stage: bool = False) -> Outcome:
-    """Record ``op``, then carry it out; with ``stage``, only until the new units are READY
-    (an edge switches its nginx to them before this host's old ones leave)."""
+    """Record ``op``, then carry it out; with ``stage``, only until the new units are READY."""
     ctx.store.save(Record(op.previous, op))
     return carry_out(ctx, op, stage=stage)
 
 
-def carry_out(ctx: Context, op: Operation, resumed: bool = False,
-              stage: bool = False) -> Outcome:
-    """Take the fleet from ``op.previous`` to ``op.target``, from ``op.phase`` on."""
+def carry_out(ctx: Context, op: Operation, stage: bool = False,
+              switched: bool = False) -> Outcome:
+    """Take the fleet from ``op.previous`` to ``op.target``, from ``op.phase`` on.
+
+    ``stage`` stops once the new units are READY; ``switched`` says the edge's
+    nginx sends to them now (it counts only for an operation that was READY,
+    at its switch phase, before this command began).
+    """
     if op.phase in (Phase.START, Phase.SWITCH):
+        switched = switched and op.phase is Phase.SWITCH
         try:
             if op.phase is Phase.START:
                 _start(ctx, op)
-                op = _advance(ctx, op, Phase.SWITCH, staged=stage)
-                if stage:
-                    return Outcome(op, drain.Cut(), staged=True)
-            _switch(ctx, op, resumed)
+                op = _advance(ctx, op, Phase.SWITCH)
+            # A rollback goes back to what nginx (or the edge) sends to already.
+            if stage or not ctx.mode.switch(ctx, op, switched or op.verb == ROLLBACK):
+                if not op.staged:
+                    op = _advance(ctx, op, Phase.SWITCH, staged=True)
+                return Outcome(op, drain.Cut(), staged=True)
         except DograhError as failure:
             if op.verb == ROLLBACK:
                 raise DograhError(f"{failure}; rolling back did not finish, the next "
@@ -59,7 +68,7 @@ def carry_out(ctx: Context, op: Operation, resumed: bool = False,
             _roll_back(ctx, op)
             raise DograhError(f"{failure} (rolled back)") from None
         deadline = None if op.drain_timeout is None else ctx.clock.time() + op.drain_timeout
-        op = _advance(ctx, op, Phase.DRAIN, drain_deadline=deadline)
+        op = _advance(ctx, op, Phase.DRAIN, drain_deadline=deadline, staged=False)
     cut = drain.Cut()
     if op.phase is Phase.DRAIN:
         if op.drain_timeout is not None and op.drain_deadline is not None:
@@ -84,9 +93,9 @@ def _advance(ctx: Context, op: Operation, phase: Phase, **changes: object) -> Op
 def _start(ctx: Context, op: Operation) -> None:
     """The target's unit files in place, migrations run, every target unit READY."""
     settings, systemd = ctx.settings, ctx.systemd
-    units.install(systemd, op.units)
+    units.install(ctx.host, op.units)
     wanted = op.target.all_units()
-    host_units = templates.HOST_UNITS[settings.mode]
+    host_units = ctx.mode.host_units
     systemd.enable([paths.TARGET, *host_units, *wanted])
     if op.verb == ROLLBACK:
         # The previous fleet ran before: start what is missing, expect nothing new.
@@ -111,16 +120,6 @@ def _start(ctx: Context, op: Operation) -> None:
     rollout.start_and_wait(ctx, [unit for unit in wanted if not states[unit].ready])
 
 
-def _switch(ctx: Context, op: Operation, resumed: bool) -> None:
-    """nginx sends to the target's API workers only. A resumed operation reloads
-    even when the files are in place: the interrupted one may not have."""
-    upstream = op.target.upstream
-    if ctx.settings.mode != "single":
-        return  # a worker host has no site; the edge's nginx is the edge's to switch
-    if upstream and front.apply(ctx, upstream, reload=resumed):
-        ctx.report("nginx upstream dograh_api: " + describe(op.target))
-
-
 def describe(fleet: Fleet) -> str:
     """Ports, with the weights that are not 1."""
     return "ports " + " ".join(f"{m.port}" + (f" (weight {m.weight})" if m.weight != 1 else "")
@@ -133,13 +132,12 @@ def _stop(ctx: Context, op: Operation) -> None:
     ctx.systemd.disable(leaving)
     ctx.systemd.reset_failed(leaving)
     # Host units of another mode (this host was a worker host, say, and is not now).
-    installed = units.installed(ctx.settings)
-    for names in templates.HOST_UNITS.values():
-        for name in names:
-            if name not in op.units and name in installed:
-                ctx.systemd.discard(name)
-                ctx.systemd.disable([name])
-    units.prune(ctx.systemd, ctx.settings, op.units)
+    installed = units.installed(ctx.files, ctx.settings)
+    for name in paths.HOST_UNITS:
+        if name not in op.units and name in installed:
+            ctx.systemd.discard(name)
+            ctx.systemd.disable([name])
+    units.prune(ctx.host, ctx.settings, op.units)
 
 
 def _roll(ctx: Context, op: Operation) -> None:
@@ -162,9 +160,7 @@ def _leaving(ctx: Context, op: Operation, kind: Kind | None = None) -> list[str]
     given). Instances with names dograhctl never gives are left alone: the admin
     made them."""
     roles = tuple(r.role for r in ctx.settings.roles.values())
-    seen = set(op.previous.all_units())
-    seen.update(ctx.systemd.listed("dograh-*"))
-    seen.update(ctx.systemd.wanted_by(paths.TARGET))
+    seen = set(op.previous.all_units()) | set(units.on_host(ctx.host, roles))
     candidates = [unit for unit in sorted(seen - set(op.target.all_units()))
                   if (role := role_of(unit, roles)) and role.names(unit)
                   and (kind is None or role.kind is kind)]
@@ -174,8 +170,9 @@ def _leaving(ctx: Context, op: Operation, kind: Kind | None = None) -> list[str]
 
 
 def _roll_back(ctx: Context, failed: Operation) -> None:
-    """Back to the fleet that ran before, on its own unit files."""
+    """Back to the fleet that ran before, on its own unit files and nginx files."""
     back = Operation(verb=ROLLBACK, started=ctx.clock.time(), phase=Phase.START,
                      target=failed.previous, previous=failed.target,
-                     units=failed.previous_units, previous_units=failed.units)
+                     units=failed.previous_units, previous_units=failed.units,
+                     nginx=failed.previous_nginx, previous_nginx=failed.nginx)
     begin(ctx, back)

@@ -20,6 +20,9 @@ RUNTIME_PATH = Path("/usr/lib/dograh-systemd/python")
 # alone to write; anyone may read it (it holds no secret).
 STATE_DIR = Path("/var/lib/dograh-systemd")
 RECORD = STATE_DIR / "fleet.json"
+# The key of the record's digests of what the processes run on (their unit
+# files and the app's environment, secrets included): root's alone.
+DIGEST_KEY = STATE_DIR / "digest.key"
 
 # The lock lives in a directory only root can enter: no other user can hold,
 # replace or pre-create it (unlike a file in the world-writable /run/lock).
@@ -35,13 +38,19 @@ UNIT_DIR = Path("/etc/systemd/system")
 TARGET = "dograh.target"
 # Transient timers that re-weigh the upstream while it is uneven.
 REBALANCE_UNIT = "dograh-rebalance"
-# A worker host's firewall: its API worker ports accept the edge only.
+# A worker host's firewall: its API worker ports accept the edge only. The
+# table is a file of its own; a drop-in loads it again whenever
+# nftables.service loads its ruleset (which flushes every table).
 FIREWALL_UNIT = "dograh-firewall.service"
+FIREWALL_RULES = Path("/etc/dograh/firewall.nft")
+NFTABLES_DROP_IN = Path("/etc/systemd/system/nftables.service.d/dograh-firewall.conf")
 # The edge looks at its worker hosts on a timer: a host that stopped
 # answering leaves the upstream, one that is back joins it again.
 CLUSTER_UNIT = "dograh-cluster.service"
 CLUSTER_TIMER = "dograh-cluster.timer"
 CLUSTER_KNOWN_HOSTS = Path("/etc/dograh/cluster_known_hosts")
+# Units of a host rather than of a role; each mode runs its own of them.
+HOST_UNITS = (FIREWALL_UNIT, CLUSTER_UNIT, CLUSTER_TIMER)
 # The transient service a deploy runs in when it must not hold its caller
 # (the package's upgrade: dpkg must not wait for a drain).
 DEPLOY_UNIT = "dograh-deploy.service"
@@ -49,6 +58,9 @@ DEPLOY_UNIT = "dograh-deploy.service"
 NGINX_SITE = Path("/etc/nginx/sites-available/dograh")
 NGINX_SITE_LINK = Path("/etc/nginx/sites-enabled/dograh")
 NGINX_UPSTREAM = Path("/etc/nginx/dograh/upstream.conf")
+# Written before a change to nginx's files, removed once nginx has reloaded
+# them: the next change reloads even when the files are already in place.
+NGINX_RELOAD_PENDING = STATE_DIR / "nginx-reload-pending"
 # nginx.conf is the admin's: dograhctl raises its worker_connections only (no
 # other file can), noting the value it found so that removal puts it back. The
 # rest of nginx's limits go in a file nginx includes in its main context.
@@ -70,8 +82,10 @@ NGINX_ENABLED = (Path("/etc/nginx/sites-enabled"), Path("/etc/nginx/conf.d"))
 # HTTP-01 challenges are served from, certbot's certificate for the site, and
 # the hook certbot runs after each renewal (it reloads nginx, never restarts it).
 TLS_DIR = Path("/etc/dograh/tls")
+# The self-signed key and certificate in one file, replaced as a pair; its
+# public half alone, for clients to trust.
+SELF_SIGNED = TLS_DIR / "self-signed.pem"
 SELF_SIGNED_CERTIFICATE = TLS_DIR / "self-signed.crt"
-SELF_SIGNED_KEY = TLS_DIR / "self-signed.key"
 ACME_WEBROOT = STATE_DIR / "acme"
 ACME_CERT_NAME = "dograh"
 ACME_LIVE = Path("/etc/letsencrypt/live") / ACME_CERT_NAME

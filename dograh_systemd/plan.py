@@ -14,7 +14,7 @@ from .config import Settings
 from .errors import DograhError
 from .record import Fleet, Operation, Phase
 from .roles import Kind, Role
-from .templates import Member, dial_address
+from .upstream import Member, dial_address
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,11 @@ class Request:
     # takes the config's when it has none yet, or when api_workers is None too).
     pool_workers: Mapping[str, int] | None = None
     drain_timeout: float | None = None  # None: leaving workers stop at once
-    # The singletons this host runs, when its edge decides (else the config's switches).
+    # The singletons this host runs (else the config's switches decide).
     singletons: frozenset[str] | None = None
+    # The fewest API workers this host may run (a worker host may run none: its
+    # edge spreads them).
+    api_min: int = 1
 
 
 def operation(settings: Settings, current: Fleet, request: Request,
@@ -69,9 +72,7 @@ def _target(settings: Settings, current: Fleet, request: Request, roll: tuple[st
         role = role_settings.role
         if role.kind is Kind.API:
             count = role_settings.count if request.api_workers is None else request.api_workers
-            # A worker host may run none: its edge spreads the API workers.
-            least = 0 if settings.mode == "worker" else role.count_min
-            _check_count(role.title, count, least, role.count_max)
+            _check_count(role.title, count, request.api_min, role.count_max)
             ports = _api_ports(settings, ports_of(role, current.of(name)), count, name in roll)
             units[name] = tuple(role.instance(port) for port in ports)
             upstream = _upstream(settings, current, ports, live_calls)
@@ -80,20 +81,17 @@ def _target(settings: Settings, current: Fleet, request: Request, roll: tuple[st
             _check_count(role.title, count, role.count_min, role.count_max)
             units[name] = tuple(role.instance(index) for index in range(1, count + 1))
         else:
-            units[name] = (role.unit_file,) if _runs(settings, current, request, name) else ()
-    return Fleet(units=units, upstream=upstream, definitions=dict(definitions))
+            units[name] = (role.unit_file,) if _runs(settings, request, name) else ()
+    return Fleet(units=units, upstream=upstream, definitions=dict(definitions),
+                 base_port=settings.base_port)
 
 
-def _runs(settings: Settings, current: Fleet, request: Request, name: str) -> bool:
-    """Whether a singleton (or the migration) runs here: as the config switches it; on
-    a worker host, where its edge placed it (and as before, until the edge says)."""
+def _runs(settings: Settings, request: Request, name: str) -> bool:
+    """Whether a singleton (or the migration) runs here: as the request places it, else
+    as the config switches it."""
     role_settings = settings.role(name)
-    if role_settings.role.kind is not Kind.SINGLETON:
-        return bool(role_settings.count)
-    if request.singletons is not None:
+    if role_settings.role.kind is Kind.SINGLETON and request.singletons is not None:
         return name in request.singletons
-    if settings.mode == "worker":
-        return bool(current.of(name))
     return bool(role_settings.count)
 
 

@@ -41,9 +41,9 @@ class Role:
     # and variables of its own.
     directory: str = ""
     environment: tuple[str, ...] = ()
-    # A path the nginx site sends to it, and where it listens.
+    # A path the nginx site sends to it, and the port it serves on.
     route: str = ""
-    route_address: str = ""
+    route_port: int = 0
 
     @property
     def is_template(self) -> bool:
@@ -113,8 +113,7 @@ ROLES: tuple[Role, ...] = (
          title="Dograh UI (Next.js)", enable_key="ENABLE_DOGRAH_UI", enabled_by_default=False,
          command_key="DOGRAH_UI_COMMAND", example_command="/usr/bin/env node server.js",
          dograh_command="/usr/bin/env node server.js", directory="ui",
-         environment=("PORT=3010", "HOSTNAME=127.0.0.1", "NODE_ENV=production"),
-         route="/", route_address="127.0.0.1:3010"),
+         environment=("NODE_ENV=production",), route="/", route_port=3010),
 )
 
 API = next(role for role in ROLES if role.kind is Kind.API)

@@ -1,16 +1,21 @@
-"""dograhctl status: the record, what systemd runs and what nginx has, and where they differ."""
+"""dograhctl status on a host that runs a fleet: the record, what systemd runs and what
+nginx has, and where they differ. It reads and never writes: an operation an
+interrupted command left is named, with the command that finishes it.
+"""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
-from . import capacity, files, paths, templates, units
+from . import capacity, nginx, paths, units
+from .config import Settings
 from .context import Context
-from .record import Fleet, Phase, Record
+from .record import Fleet, Record
 from .roles import role_of
-from .systemd import UnitState
 from .worker import contract
+
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -22,8 +27,13 @@ class InstanceStatus:
     pid: int
     memory: int | None
     status: str
+    restarts: int
     calls: int | None = None
     lag_p95_ms: int | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.active in ("active", "reloading")
 
 
 @dataclass(frozen=True)
@@ -36,10 +46,8 @@ class FleetStatus:
     deploy: str | None
     # Calls this host can hold, and what bounds them.
     capacity: dict[str, object]
-    # The API workers nginx should send to (an edge reads them from a worker
-    # host), with their live calls; and this host's CPUs.
-    members: list[dict[str, object]] = field(default_factory=list)
-    cpus: int = 0
+    # nginx worker processes earlier reloads left, still holding calls.
+    nginx_generations: list[dict[str, float]] = field(default_factory=list)
     # Record, systemd and nginx disagree: exit 1.
     mismatches: list[str] = field(default_factory=list)
     # The config asks for something the fleet does not run yet.
@@ -48,23 +56,32 @@ class FleetStatus:
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    def instance(self, role: str, unit: str) -> InstanceStatus | None:
+        return next((item for item in self.roles.get(role, []) if item.unit == unit), None)
 
-def collect(ctx: Context, busy: str | None = None) -> FleetStatus:
-    """``busy``: the dograhctl at work right now, if one holds the lock."""
+
+def collect(ctx: Context, record: Record, rendered: Mapping[str, str], waiting: str,
+            more: Iterable[str] = ()) -> FleetStatus:
+    """``record`` against systemd, and against the unit files the config ``rendered``;
+    ``waiting`` names what a staged operation waits for, ``more`` are the mode's own
+    mismatches."""
     settings, systemd = ctx.settings, ctx.systemd
-    record = ctx.store.load() or Record(Fleet())
     fleet = record.fleet
     roles = tuple(r.role for r in settings.roles.values())
     wanted = set(systemd.wanted_by(paths.TARGET))
-    seen = set(systemd.listed("dograh-*")) | wanted | set(fleet.all_units())
+    seen = set(units.on_host(ctx.host, roles)) | set(fleet.all_units())
     states = systemd.show(sorted(u for u in seen if role_of(u, roles)))
     mismatches: list[str] = []
     if record.operation:
         op = record.operation
-        mismatches.append(f"a {op.verb} is at work, in its {op.phase.value} phase ({busy})"
-                          if busy else
-                          f"an interrupted {op.verb} stopped at its {op.phase.value} phase; "
-                          "any changing dograhctl command (as root) finishes it")
+        busy = ctx.host.lock_holder()
+        if busy:
+            mismatches.append(f"a {op.verb} is at work, in its {op.phase.value} phase ({busy})")
+        elif op.staged:
+            mismatches.append(waiting)
+        else:
+            mismatches.append(f"an interrupted {op.verb} stopped at its {op.phase.value} phase; "
+                              "finish it with: dograhctl resume (as root)")
     deploy = _deploy(ctx)
     if deploy and deploy.startswith("failed"):
         mismatches.append(f"the last deploy {deploy}")
@@ -73,55 +90,82 @@ def collect(ctx: Context, busy: str | None = None) -> FleetStatus:
         state = states[unit]
         load = contract.parse_status(state.status) if state.ready else None
         return InstanceStatus(unit=unit, enabled=unit in wanted, active=state.active,
-                              sub=state.sub, pid=state.pid, memory=state.memory,
-                              status=state.status, calls=load.calls if load else None,
+                              sub=state.sub, pid=state.pid,
+                              memory=state.memory or (state.pid and ctx.host.machine.rss(
+                                  state.pid)) or None,
+                              status=state.status, restarts=state.restarts,
+                              calls=load.calls if load else None,
                               lag_p95_ms=load.lag_p95_ms if load else None)
 
+    # While an operation is at work, its new units may run and its leaving ones may
+    # still; what both keep must run.
+    op = record.operation
+    keep = {name: set(fleet.of(name)) & set(op.target.of(name)) if op else set(fleet.of(name))
+            for name in settings.roles}
+    known = {name: set(fleet.of(name)) | (set(op.target.of(name)) if op else set())
+             for name in settings.roles}
     listing: dict[str, list[InstanceStatus]] = {}
     for name, role_settings in settings.roles.items():
         role = role_settings.role
         mine = sorted((u for u in states if role.owns(u)), key=_order)
         listing[name] = [instance(u) for u in mine]
         for item in listing[name]:
-            if item.unit in fleet.of(name):
+            if item.unit in known[name] and item.unit not in keep[name]:
+                continue  # coming or going with the operation
+            if item.unit in keep[name]:
                 if not item.enabled:
                     mismatches.append(f"{item.unit} is not enabled, so it will not come back "
                                       "at boot")
-                if item.active not in ("active", "reloading"):
+                if not item.ready:
                     mismatches.append(f"{item.unit} should run but is {item.active} "
                                       f"({item.sub})")
-            elif item.active in ("active", "activating", "reloading") or item.enabled:
+            elif states[item.unit].running or item.enabled:
                 how = "runs" if item.active != "inactive" else "is enabled"
                 mismatches.append(f"{item.unit} {how} but is not part of the fleet "
                                   f"({paths.RECORD})")
-    if fleet.upstream and settings.mode == "single":
-        rendered = templates.render_nginx(settings, fleet.upstream, ctx.facts)
-        if files.read(paths.NGINX_UPSTREAM) != rendered[paths.NGINX_UPSTREAM]:
-            mismatches.append(f"{paths.NGINX_UPSTREAM} differs from the fleet record; "
-                              "dograhctl rebalance rewrites it")
+    mismatches += more
     return FleetStatus(
         configured={name: r.count for name, r in settings.roles.items()},
         roles=listing, upstream=sorted(m.port for m in fleet.upstream),
         operation=f"{record.operation.verb} ({record.operation.phase.value})"
         if record.operation else None,
         deploy=deploy, capacity=_capacity(ctx, fleet), mismatches=mismatches,
-        pending=_pending(ctx, record), members=_members(ctx, record, states),
-        cpus=os.cpu_count() or 1)
+        pending=_pending(ctx, record, rendered),
+        nginx_generations=[asdict(g) for g in nginx.old_generations(ctx.host)])
 
 
-def _members(ctx: Context, record: Record, states: dict[str, UnitState]) -> list[dict[str, object]]:
-    """Where nginx should send: the new workers once an operation has them READY."""
-    op = record.operation
-    serving = op.target if op and op.phase is not Phase.START else record.fleet
-    api = ctx.settings.api.role
-    members = []
-    for member in serving.upstream:
-        state = states.get(api.instance(member.port))
-        load = contract.parse_status(state.status) if state and state.ready else None
-        members.append({"address": member.address, "port": member.port,
-                        "weight": member.weight, "ready": bool(state and state.ready),
-                        "calls": load.calls if load else 0})
-    return members
+def text(settings: Settings, fleet: FleetStatus) -> str:
+    """``status`` for people."""
+    lines = ["Configured: " + ", ".join(f"{name} {count}"
+                                        for name, count in fleet.configured.items())]
+    for name, items in fleet.roles.items():
+        lines.append(f"{settings.role(name).role.title} ({name}):")
+        for item in items:
+            memory = f"{item.memory / MIB:.0f}M" if item.memory else "-"
+            enabled = "enabled" if item.enabled else "disabled"
+            lines.append(f"  {item.unit:40} {item.active}/{item.sub:9} {enabled:8} "
+                         f"pid {item.pid or '-':<7} {memory:>6}  {item.status}")
+        if not items:
+            lines.append("  (none)")
+    lines.append("nginx upstream dograh_api: " + (" ".join(map(str, fleet.upstream)) or "(none)"))
+    if fleet.deploy:
+        lines.append(f"Last deploy ({paths.DEPLOY_UNIT}): {fleet.deploy}")
+    lines += generations_text(settings, fleet.nginx_generations)
+    lines.append(f"Capacity: {fleet.capacity['text']}")
+    if fleet.capacity["short_of_memory"]:
+        lines.append(f"  warning: the fleet cannot use this host's memory; "
+                     f"{fleet.capacity['short_of_memory']}")
+    for title, found in (("Pending", fleet.pending), ("Mismatches", fleet.mismatches)):
+        if found:
+            lines += [f"{title}:", *(f"  {line}" for line in found)]
+    if not fleet.mismatches:
+        lines.append("No mismatches.")
+    return "\n".join(lines)
+
+
+def generations_text(settings: Settings, generations: list[dict[str, float]]) -> list[str]:
+    timeout = nginx.shutdown_timeout(settings.drain_timeout)
+    return [nginx.Generation(**g).describe(timeout) for g in generations]  # type: ignore[arg-type]
 
 
 def _capacity(ctx: Context, fleet: Fleet) -> dict[str, object]:
@@ -143,14 +187,10 @@ def _deploy(ctx: Context) -> str | None:
     return f"running (follow it with: journalctl -f -u {paths.DEPLOY_UNIT})"
 
 
-def _pending(ctx: Context, record: Record) -> list[str]:
-    """Roles whose running processes run other definitions than the config renders."""
-    rendered = units.by_name(templates.render_units(ctx.settings, ctx.facts))
-    definitions = units.definitions(ctx.settings, rendered)
+def _pending(ctx: Context, record: Record, rendered: Mapping[str, str]) -> list[str]:
     return [f"{name}: its unit file or the app's environment changed since its processes "
             "started; they move onto it with: dograhctl restart"
-            for name, digest in definitions.items()
-            if record.fleet.of(name) and record.fleet.definitions.get(name) != digest]
+            for name in units.behind(ctx.files, ctx.settings, record.fleet, rendered)]
 
 
 def _order(unit: str) -> tuple[int, str]:

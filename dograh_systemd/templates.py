@@ -8,38 +8,30 @@ inside a value would start a new line, even a new section, in a unit file.
 from __future__ import annotations
 
 import functools
-import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
-from . import files, nginx, paths, values
+from . import nginx, paths, values
 from .certificates import Pair
 from .config import RoleSettings, Settings
 from .facts import ASSUMED, Facts
+from .host.files import GENERATED_MARK
 from .roles import Kind
+from .upstream import Member, Route, dial_address
 from .worker import contract
-
-
-@dataclass(frozen=True)
-class Member:
-    """One API worker in the nginx upstream: where nginx dials it, and its weight."""
-
-    address: str
-    port: int
-    weight: int = 1
-
-    @property
-    def endpoint(self) -> str:
-        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
 
 
 def _finalize(value: object) -> object:
     if isinstance(value, str | Path):
         values.no_control_characters(str(value))
     return value
+
+
+# Strict-Transport-Security's max-age: a year, without preload or subdomains,
+# which only the admin can promise.
+HSTS_MAX_AGE = 365 * 24 * 3600
 
 
 def _exec_word(word: object) -> str:
@@ -73,18 +65,9 @@ def _environment(template_dir: Path) -> jinja2.Environment:
 
 
 def _header(template: Path, settings: Settings) -> str:
-    mark = files.GENERATED_MARK.removeprefix("# ")
+    mark = GENERATED_MARK.removeprefix("# ")
     return (f"{mark} from {template}; do not edit. "
             f"Change {settings.config_path} and run: dograhctl scale")
-
-
-def dial_address(host: str) -> str:
-    """The address nginx dials for a worker bound to ``host`` (and the address it
-    connects from, so the one the worker trusts for forwarded headers)."""
-    address = ipaddress.ip_address(host)
-    if address.is_unspecified:
-        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
-    return str(address)
 
 
 def _listens(listen: tuple[str | None, int]) -> list[str]:
@@ -104,7 +87,8 @@ def _launched(settings: Settings, command: tuple[str, ...]) -> tuple[str, ...]:
     return resolved
 
 
-def _context(settings: Settings, facts: Facts) -> dict[str, object]:
+def _context(settings: Settings, facts: Facts, host_units: Iterable[str] = (),
+             route_host: str = "127.0.0.1") -> dict[str, object]:
     migration = next((r for r in settings.roles.values()
                       if r.role.kind is Kind.MIGRATION and r.count), None)
     return {
@@ -117,10 +101,11 @@ def _context(settings: Settings, facts: Facts) -> dict[str, object]:
         "host": settings.host,
         # nginx connects from the edge when there is one, else from where it dials.
         "trusted_proxy": settings.edge or dial_address(settings.host),
-        "mode": settings.mode,
+        # A worker host's processes start only once its firewall lets the edge alone in.
+        "firewall": paths.FIREWALL_UNIT if paths.FIREWALL_UNIT in host_units else "",
+        "firewall_rules": paths.FIREWALL_RULES,
+        "route_host": route_host,
         "edge": settings.edge,
-        "worker_ports": ", ".join(f"{band[0]}-{band[-1]}"
-                                  for band in map(settings.band_ports, (0, 1))),
         "calls_path": settings.calls_path,
         "calls_header": settings.calls_header,
         "tools_path": settings.tools_path,
@@ -151,11 +136,15 @@ def _render_role(env: jinja2.Environment, settings: Settings, context: dict[str,
         context, header=_header(template, settings), role=role, command=command)
 
 
-def render_units(settings: Settings, facts: Facts = ASSUMED) -> dict[Path, str]:
-    """Every unit file the config calls for, and dograh.target; keyed by installed path.
-    A switched-off singleton keeps its (disabled) unit; a migration needs a command."""
+def render_units(settings: Settings, facts: Facts = ASSUMED, host_units: Iterable[str] = (),
+                 route_host: str = "127.0.0.1") -> dict[Path, str]:
+    """Every unit file the config calls for, dograh.target and ``host_units`` (what this
+    host runs beside the roles: a worker host's firewall, the edge's timer); keyed
+    by installed path. A singleton that serves a route listens on ``route_host``. A
+    switched-off singleton keeps its (disabled) unit; a migration needs a command."""
+    host_units = tuple(host_units)
     env = _environment(paths.UNIT_TEMPLATES)
-    context = _context(settings, facts)
+    context = _context(settings, facts, host_units, route_host)
     rendered = {}
     for role_settings in settings.roles.values():
         role = role_settings.role
@@ -166,30 +155,52 @@ def render_units(settings: Settings, facts: Facts = ASSUMED) -> dict[Path, str]:
     target = paths.UNIT_TEMPLATES / f"{paths.TARGET}.j2"
     rendered[paths.UNIT_DIR / paths.TARGET] = env.get_template(target.name).render(
         context, header=_header(target, settings))
-    for name in HOST_UNITS[settings.mode]:
+    for name in host_units:
         template = paths.UNIT_TEMPLATES / f"{name}.j2"
         rendered[paths.UNIT_DIR / name] = env.get_template(template.name).render(
             context, header=_header(template, settings))
     return rendered
 
 
-# Units of the host rather than of a role: a worker host's firewall, the
-# edge's periodic look at its worker hosts.
-HOST_UNITS = {"single": (), "worker": (paths.FIREWALL_UNIT,),
-              "edge": (paths.CLUSTER_UNIT, paths.CLUSTER_TIMER)}
+def probe_properties(settings: Settings, facts: Facts = ASSUMED) -> list[str]:
+    """The units' environment and sandbox as ``systemd-run --property`` values, so that a
+    check runs the way the units run the app."""
+    env = _environment(paths.UNIT_TEMPLATES)
+    text = env.get_template("probe.properties.j2").render(_context(settings, facts))
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def unit_file_names(settings: Settings) -> list[str]:
-    """Every unit file name the role table and the host units can render."""
-    host_units = [name for names in HOST_UNITS.values() for name in names]
-    return [r.role.unit_file for r in settings.roles.values()] + [paths.TARGET, *host_units]
+def render_firewall(settings: Settings, running: Iterable[int] = ()) -> dict[Path, str]:
+    """A worker host's nftables table, and the drop-in that puts it back whenever
+    nftables.service loads its own ruleset (which begins with ``flush ruleset``).
+
+    The edge alone reaches both bands of API worker ports, the ports of API
+    workers that still run elsewhere (a base port that moved), and the port of
+    each routed singleton.
+    """
+    bands = [settings.band_ports(band) for band in (0, 1)]
+    outside = sorted({port for port in running if not any(port in band for band in bands)})
+    routed = [r.role.route_port for r in settings.roles.values() if r.role.route and r.count]
+    ports = ", ".join([*(f"{band[0]}-{band[-1]}" for band in bands),
+                       *map(str, sorted({*outside, *routed}))])
+    env = _environment(paths.UNIT_TEMPLATES)
+    context = _context(settings, ASSUMED, (paths.FIREWALL_UNIT,), settings.host)
+    rendered = {}
+    for path, name in ((paths.FIREWALL_RULES, "dograh-firewall.nft.j2"),
+                       (paths.NFTABLES_DROP_IN, "nftables-dograh.conf.j2")):
+        rendered[path] = env.get_template(name).render(
+            context, header=_header(paths.UNIT_TEMPLATES / name, settings),
+            firewall_ports=ports)
+    return rendered
 
 
 def render_nginx(settings: Settings, members: Iterable[Member], facts: Facts = ASSUMED,
-                 certificate: Pair | None = None, default_server: bool = False
-                 ) -> dict[Path, str]:
-    """The nginx site, and its upstream of ``members``; HTTPS with ``certificate``, and
-    nginx's default server (it answers requests by address) with ``default_server``."""
+                 certificate: Pair | None = None, default_server: bool = False,
+                 routes: Iterable[Route] = (), hsts: bool = False) -> dict[Path, str]:
+    """The nginx site, and its upstream of ``members``; HTTPS with ``certificate``,
+    nginx's default server (it answers requests by address) with ``default_server``,
+    ``routes`` to singletons, and Strict-Transport-Security with ``hsts`` (a
+    certificate browsers trust) unless the config turns it off."""
     members = sorted(members, key=lambda m: (m.address, m.port))
     if not members:
         raise ValueError("an nginx upstream needs at least one API worker")
@@ -197,18 +208,20 @@ def render_nginx(settings: Settings, members: Iterable[Member], facts: Facts = A
     context = _context(settings, facts)
     site = paths.NGINX_TEMPLATES / "dograh-site.j2"
     upstream = paths.NGINX_TEMPLATES / "dograh-upstream.j2"
-    routes = [r.role for r in settings.roles.values() if r.role.route and r.count]
     rendered = {
         paths.NGINX_SITE: env.get_template(site.name).render(
             context, header=_header(site, settings), certificate=certificate,
             default_server=default_server, routes=routes,
-            https_listens=_listens(settings.https_listen)),
+            https_listens=_listens(settings.https_listen),
+            # The redirect keeps a port other than HTTPS's own.
+            https_port="" if settings.https_listen[1] == 443 else f":{settings.https_listen[1]}",
+            hsts=hsts and settings.hsts, hsts_max_age=HSTS_MAX_AGE),
         paths.NGINX_UPSTREAM: env.get_template(upstream.name).render(
             context, header=_header(upstream, settings), members=members),
     }
-    if facts.nginx_open_files:
-        capacity = paths.NGINX_TEMPLATES / "dograh-capacity.j2"
-        rendered[paths.NGINX_CAPACITY] = env.get_template(capacity.name).render(
-            context, header=_header(capacity, settings),
-            open_files=nginx.limits(facts.nginx_open_files)[0])
+    capacity = paths.NGINX_TEMPLATES / "dograh-capacity.j2"
+    rendered[paths.NGINX_CAPACITY] = env.get_template(capacity.name).render(
+        context, header=_header(capacity, settings),
+        open_files=nginx.limits(facts.nginx_open_files)[0] if facts.nginx_open_files else None,
+        shutdown_timeout=nginx.shutdown_timeout(settings.drain_timeout))
     return rendered

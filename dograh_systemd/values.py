@@ -138,13 +138,23 @@ def optional_path(value: str) -> Path | None:
     return absolute_path(value) if value else None
 
 
+def host_name(value: str) -> str:
+    """A worker host's name: a-z, 0-9 and -, as a DNS label."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", value):
+        raise ValueError(f"{value!r}: a host name is a-z, 0-9 and -")
+    return value
+
+
 def host_list(value: str) -> tuple[tuple[str, str], ...]:
     """Worker hosts as name=address pairs, separated by spaces."""
     hosts = []
     for item in value.split():
         name, _, address = item.partition("=")
-        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name):
-            raise ValueError(f"{item!r}: a host is name=address, the name in a-z, 0-9 and -")
+        try:
+            host_name(name)
+        except ValueError:
+            raise ValueError(f"{item!r}: a host is name=address, the name in a-z, 0-9 "
+                             "and -") from None
         hosts.append((name, ip_address(address)))
     if len({name for name, _ in hosts}) != len(hosts):
         raise ValueError("a host name appears twice")

@@ -187,16 +187,21 @@ class Container:
             self.nspawn.wait()
         self._stopped()
 
+    def cable(self, plugged: bool) -> None:
+        """Unplug (or plug back) the host's network cable: its bridge port goes down, so
+        not one packet leaves or arrives; everything inside keeps running."""
+        link = self.run("cat", "/sys/class/net/host0/iflink").stdout.strip()
+        port = next(entry.name for entry in Path("/sys/class/net").iterdir()
+                    if (entry / "ifindex").read_text().strip() == link)
+        subprocess.run(["ip", "link", "set", port, "up" if plugged else "down"], check=True)
+
     def power_cut(self) -> None:
         """Pull the plug: the link goes down first, so that not one packet (no FIN,
         no RST) leaves, then the container's init is killed, and with it every
         process inside at once."""
         if self.nspawn is None or self.nspawn.poll() is not None:
             return
-        link = self.run("cat", "/sys/class/net/host0/iflink").stdout.strip()
-        port = next(entry.name for entry in Path("/sys/class/net").iterdir()
-                    if (entry / "ifindex").read_text().strip() == link)
-        subprocess.run(["ip", "link", "set", port, "down"], check=True)
+        self.cable(plugged=False)
         os.kill(self.pid, signal.SIGKILL)
         self.nspawn.wait(30)
         self._stopped()

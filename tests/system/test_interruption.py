@@ -2,8 +2,9 @@
 
 dograhctl is SIGKILLed at each step of a deploy and of a scale while calls are
 live, found by the phase the fleet record shows; whatever runs next (restart,
-scale or status) must leave exactly one band in nginx, on the newest
-definitions, at the asked count, without cutting a call.
+scale or resume) must leave exactly one band in nginx, on the newest
+definitions, at the asked count, without cutting a call; status before it names
+the interrupted operation and changes nothing.
 """
 
 from __future__ import annotations
@@ -69,9 +70,9 @@ def set_generation(ct: Container, value: str) -> None:
 
 @pytest.mark.parametrize(("verb", "step", "next_command"), [
     ("restart", "ready", "restart"), ("restart", "switched", "scale"),
-    ("restart", "mid-drain", "status"), ("restart", "mid-stop", "scale"),
-    ("scale", "ready", "status"), ("scale", "switched", "restart"),
-    ("scale", "mid-drain", "scale"), ("scale", "mid-stop", "status"),
+    ("restart", "mid-drain", "resume"), ("restart", "mid-stop", "scale"),
+    ("scale", "ready", "resume"), ("scale", "switched", "restart"),
+    ("scale", "mid-drain", "scale"), ("scale", "mid-stop", "resume"),
 ])
 def test_killed_at_a_step_then_repaired(container: Container, verb: str, step: str,
                                         next_command: str) -> None:
@@ -85,7 +86,13 @@ def test_killed_at_a_step_then_repaired(container: Container, verb: str, step: s
         kill_at(container, ["scale", "3"], step)
     else:
         kill_at(container, ["restart"], step)
-    repair = {"restart": ["restart"], "scale": ["scale", "3"], "status": ["status"]}
+    # status names the interrupted operation and changes nothing.
+    recorded = container.path(RECORD).read_text()
+    told = dograhctl(container, "status", check=False)
+    assert told.returncode == 1
+    assert "stopped at its" in told.stdout and "dograhctl resume" in told.stdout
+    assert container.path(RECORD).read_text() == recorded
+    repair = {"restart": ["restart"], "scale": ["scale", "3"], "resume": ["resume"]}
     dograhctl(container, *repair[next_command])
 
     ports = api_ports(container)

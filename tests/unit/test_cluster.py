@@ -1,159 +1,308 @@
-"""The edge's order of operations across worker hosts, with the hosts faked behind SSH."""
+"""The edge and its worker hosts: the real dograhctl on every fake host, ssh between them
+in-process. The order of operations across hosts, and the edge's trust boundary: a
+worker host that lies, breaks or goes away harms neither the edge nor the others."""
 
 from __future__ import annotations
 
-import re
+import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from dograh_systemd import cluster, config, remote
-from dograh_systemd.context import Context
-from dograh_systemd.errors import DograhError
-from dograh_systemd.facts import Facts
-from dograh_systemd.nginx import Nginx
-from dograh_systemd.record import Store
-from dograh_systemd.remote import Host, HostDown
-from dograh_systemd.systemd import Completed, Systemd
+from dograh_systemd import paths
+from dograh_systemd.host.commands import Completed
 
-from .fake_system import FakeClock, FakeSystem, point_paths_at
+from .fake_host import FakeCluster, FakeHost
 
-HOSTS = {"worker1": "10.0.0.11", "worker2": "10.0.0.12"}
-
-
-class FakeHosts:
-    """Worker hosts as their dograhctl answers the edge; every call is logged."""
-
-    def __init__(self, cpus: dict[str, int]) -> None:
-        self.cpus = cpus
-        self.api: dict[str, list[int]] = {name: [8000] for name in cpus}
-        self.singletons: dict[str, set[str]] = {name: set() for name in cpus}
-        self.down: set[str] = set()
-        self.log: list[str] = []
-
-    def call(self, settings: Any, host: Host, args: list[str], timeout: float = 0) -> dict:
-        if host.name in self.down:
-            raise HostDown(f"{host} does not answer: connect timed out")
-        verb = args[0]
-        self.log.append(f"{host.name} {' '.join(args)}")
-        members = [{"address": host.address, "port": p, "weight": 1, "ready": True, "calls": 0}
-                   for p in self.api[host.name]]
-        if verb == "status":
-            roles = {"api": [], **{role: [{"unit": f"dograh-{role}.service", "active": "active"}]
-                                   for role in self.singletons[host.name]}}
-            return {"operation": None, "members": members, "roles": roles, "mismatches": [],
-                    "cpus": self.cpus[host.name]}
-        if verb == "scale":
-            count = int(args[1])
-            band = self.api[host.name][0] // 100 * 100 if self.api[host.name] else 8000
-            self.api[host.name] = list(range(band, band + count))
-            chosen = args[args.index("--singletons") + 1]
-            self.singletons[host.name] = set(filter(None, chosen.split(",")))
-        if verb == "restart":
-            band = 8100 if self.api[host.name][0] < 8100 else 8000
-            self.api[host.name] = [band + i for i in range(len(self.api[host.name]))]
-        members = [{"address": host.address, "port": p, "weight": 1, "ready": True, "calls": 0}
-                   for p in self.api[host.name]]
-        return {"members": members, "summary": "done"}
-
-
-class EdgeNginx(Nginx):
-    def __init__(self, systemd: Systemd, log: list[str]) -> None:
-        super().__init__(systemd)
-        self.log = log
-
-    def test(self) -> None:
-        pass
-
-    def reload(self, timeout: float = 10) -> None:
-        from dograh_systemd import paths
-        members = re.findall(r"server (\S+) ", paths.NGINX_UPSTREAM.read_text())
-        self.log.append("edge nginx " + " ".join(members))
+EDGE = "10.0.0.10"
+ADDRESSES = {"worker1": "10.0.0.11", "worker2": "10.0.0.12"}
+ORCHESTRATOR = "dograh-campaign-orchestrator.service"
+ARI = "dograh-ari-manager.service"
 
 
 @pytest.fixture
-def edge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Context, FakeHosts]:
-    point_paths_at(monkeypatch, tmp_path / "root")
-    env = tmp_path / "dograh.env"
-    env.write_text('DOGRAH_HOSTS="worker1=10.0.0.11 worker2=10.0.0.12"\nFASTAPI_WORKERS=4\n'
-                   "DOGRAH_SINGLETON_HOSTS=ari-manager=worker1 campaign-orchestrator=worker1\n")
-    hosts = FakeHosts({"worker1": 2, "worker2": 2})
-    monkeypatch.setattr(remote, "call", hosts.call)
-    monkeypatch.setattr(remote, "check_key", lambda key: None)
-    system = FakeSystem()
-
-    def run(argv: Any) -> Completed:
-        if argv[0] in ("systemctl", "journalctl", "systemd-run"):
-            return system.run(argv)
-        return Completed(1, "", "")  # dpkg-query, openssl: nothing of theirs here
-
-    systemd = Systemd(run)
-    ctx = Context(config.load(env), [].append, systemd, EdgeNginx(systemd, hosts.log), Store(),
-                  FakeClock(system), Facts())
-    return ctx, hosts
+def cluster(tmp_path: Path) -> FakeCluster:
+    edge = FakeHost(tmp_path / "edge", EDGE)
+    edge.configure('DOGRAH_HOSTS="worker1=10.0.0.11 worker2=10.0.0.12"\nFASTAPI_WORKERS=4\n'
+                   "DOGRAH_SINGLETON_HOSTS=ari-manager=worker1 "
+                   "campaign-orchestrator=worker1\n")
+    key = edge.files.path(Path("/etc/dograh/cluster_key"))
+    key.write_text("a key\n")
+    key.chmod(0o600)
+    workers = {}
+    for name, address in ADDRESSES.items():
+        workers[name] = FakeHost(tmp_path / name, address)
+        workers[name].configure(f"DOGRAH_EDGE={EDGE}\nUVICORN_HOST={address}\n"
+                                "FASTAPI_WORKERS=2\n")
+    return FakeCluster(edge, workers)
 
 
-def index(log: list[str], start: str) -> int:
-    return next(i for i, line in enumerate(log) if line.startswith(start))
+def dograhctl(host: FakeHost, *args: str, code: int = 0) -> str:
+    exit_code, out, err = host.dograhctl(*args)
+    assert exit_code == code, (exit_code, out, err)
+    return out + err
 
 
-def test_hosts_stage_then_the_edge_switches_then_they_finish(edge: tuple[Context, FakeHosts]
-                                                             ) -> None:
-    ctx, hosts = edge
-    cluster.scale(ctx, 4, {}, 300)
-    log = hosts.log
-    switch = index(log, "edge nginx")
-    assert log[switch] == ("edge nginx 10.0.0.11:8000 10.0.0.11:8001 10.0.0.12:8000 "
-                           "10.0.0.12:8001")
-    staged = [i for i, line in enumerate(log) if "--stage" in line]
-    resumed = [i for i, line in enumerate(log) if line.endswith("resume --json")]
-    assert len(staged) == 2 and len(resumed) == 2
-    assert max(staged) < switch < min(resumed)
-    assert "--singletons ari-manager,campaign-orchestrator" in log[staged[0]] or \
-        "--singletons ari-manager,campaign-orchestrator" in log[staged[1]]
+def upstream(cluster: FakeCluster) -> list[str]:
+    return sorted(f"{a}:{p}" for a, p in cluster.edge.upstream)
 
 
-def test_a_moving_singleton_stops_before_another_host_starts_it(
-        edge: tuple[Context, FakeHosts]) -> None:
-    ctx, hosts = edge
-    hosts.singletons["worker2"] = {"campaign-orchestrator"}
-    cluster.scale(ctx, 4, {}, 300)
-    stop = index(hosts.log, "worker2 scale 1 --singletons  ")
-    starts = [i for i, line in enumerate(hosts.log)
-              if line.startswith("worker1 scale") and "campaign-orchestrator" in line]
-    assert starts and stop < min(starts)
+def edge_files(cluster: FakeCluster) -> dict[str, str | None]:
+    files = cluster.edge.files
+    return {str(path): files.read(path)
+            for path in (paths.NGINX_SITE, paths.NGINX_UPSTREAM, paths.RECORD)}
 
 
-def test_a_host_that_does_not_answer_is_left_out(edge: tuple[Context, FakeHosts]) -> None:
-    ctx, hosts = edge
-    hosts.down.add("worker2")
-    outcome = cluster.scale(ctx, 3, {}, 300)
-    assert outcome.down == {"worker2": "worker2 (10.0.0.12) does not answer: connect timed out"}
-    assert hosts.api["worker1"] == [8000, 8001, 8002]
-    assert [line for line in hosts.log if line.startswith("edge nginx")][-1] == \
-        "edge nginx 10.0.0.11:8000 10.0.0.11:8001 10.0.0.11:8002"
+def api_units(host: FakeHost) -> list[str]:
+    return [unit for unit in host.active() if unit.startswith("dograh-api@")]
 
 
-def test_a_deploy_goes_host_by_host(edge: tuple[Context, FakeHosts]) -> None:
-    ctx, hosts = edge
-    cluster.scale(ctx, 4, {}, 300)
-    hosts.log.clear()
-    cluster.restart(ctx, 300)
-    assert [line for line in hosts.log if not line.endswith("status --json")] == [
-        "worker1 restart --drain-timeout=300 --stage --json",
-        "edge nginx 10.0.0.11:8100 10.0.0.11:8101 10.0.0.12:8000 10.0.0.12:8001",
-        "worker1 resume --json",
-        "worker2 restart --drain-timeout=300 --stage --json",
-        "edge nginx 10.0.0.11:8100 10.0.0.11:8101 10.0.0.12:8100 10.0.0.12:8101",
-        "worker2 resume --json"]
+def no_violations(cluster: FakeCluster) -> None:
+    for host in (cluster.edge, *cluster.workers.values()):
+        assert host.violations == [], host.violations
 
 
-def test_workers_spread_by_cpus_or_as_given() -> None:
-    alive = {Host("a", "10.0.0.1"): {"cpus": 4}, Host("b", "10.0.0.2"): {"cpus": 2},
-             Host("c", "10.0.0.3"): {"cpus": 2}}
-    assert cluster._spread(12, {}, alive) == {"a": 6, "b": 3, "c": 3}
-    assert cluster._spread(7, {}, alive) == {"a": 3, "b": 2, "c": 2}  # largest remainders
-    assert cluster._spread(6, {"a": 0}, alive) == {"a": 0, "b": 3, "c": 3}
-    with pytest.raises(DograhError, match="no answering host named d"):
-        cluster._spread(4, {"d": 1}, alive)
+def test_hosts_stage_then_the_edge_switches_then_they_finish(cluster: FakeCluster) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    assert upstream(cluster) == ["10.0.0.11:8000", "10.0.0.11:8001", "10.0.0.12:8000",
+                                 "10.0.0.12:8001"]
+    calls = cluster.calls
+    staged = [i for i, line in enumerate(calls) if line.startswith(("worker1 scale",
+                                                                     "worker2 scale"))]
+    finished = [i for i, line in enumerate(calls) if "resume --switched" in line]
+    switch = cluster.edge.log.index(
+        "nginx 10.0.0.11:8000 10.0.0.11:8001 10.0.0.12:8000 10.0.0.12:8001")
+    assert len(staged) == 2 and len(finished) == 2 and max(staged) < min(finished)
+    assert switch >= 0
+    assert ORCHESTRATOR in cluster.workers["worker1"].active()
+    assert ORCHESTRATOR not in cluster.workers["worker2"].active()
+    no_violations(cluster)
+    status = json.loads(dograhctl(cluster.edge, "status", "--json").split("\n", 0)[0])
+    assert status["mismatches"] == []
+
+
+def test_scale_down_a_host_drains_after_the_edge_let_go(cluster: FakeCluster) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    worker2 = cluster.workers["worker2"]
+    worker2.running("dograh-api@8001.service", calls=3)
+    worker2.ending["dograh-api@8001.service"] = worker2.clock.now + 5
+    dograhctl(cluster.edge, "scale", "--host", "worker2=1", "--host", "worker1=2")
+    assert api_units(worker2) == ["dograh-api@8000.service"]
+    assert not [line for line in worker2.log if line.startswith("cut ")]
+    no_violations(cluster)
+
+
+def test_a_deploy_goes_host_by_host(cluster: FakeCluster) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    cluster.edge.log.clear()
+    dograhctl(cluster.edge, "restart")
+    switches = [line for line in cluster.edge.log if line.startswith("nginx ")]
+    assert switches == [
+        "nginx 10.0.0.11:8100 10.0.0.11:8101 10.0.0.12:8000 10.0.0.12:8001",
+        "nginx 10.0.0.11:8100 10.0.0.11:8101 10.0.0.12:8100 10.0.0.12:8101"]
+    no_violations(cluster)
+
+
+def test_a_host_that_does_not_answer_is_left_out(cluster: FakeCluster) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    cluster.down.add("worker2")
+    out = dograhctl(cluster.edge, "scale", "3")
+    assert "worker2 is left out (does not answer: ssh: connect to host 10.0.0.12" in out
+    assert upstream(cluster) == ["10.0.0.11:8000", "10.0.0.11:8001", "10.0.0.11:8002"]
+
+
+# -- issue: a hostile or broken worker host never harms the edge or the others ----------
+
+HOSTILE_ADDRESS = ('10.0.0.12 down; } log_format pwn "* * * * * root id > /tmp/pwned"; '
+                   "server { listen 19999; access_log /etc/cron.d/pwn pwn; } "
+                   "upstream x { server 10.0.0.12")
+
+
+def report_of(host: FakeHost) -> dict:
+    _code, out, _ = host.dograhctl("status", "--json")
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("lie", [
+    {"members": [{"address": HOSTILE_ADDRESS, "port": 8000, "ready": True, "calls": 0}]},
+    {"members": [{"port": 22, "ready": True, "calls": 0}]},
+    {"members": [{"port": 8000, "ready": True, "calls": -100}]},
+    {"members": [{"port": 8000, "ready": True, "calls": "7"}]},
+    {"members": [{"port": 8000, "ready": 1, "calls": 0}]},
+    {"bases": [22]},
+    {"singletons": ["sshd"]},
+    {"mismatches": ["\x1b]0;owned\x07"]},
+    {"format": 99},
+])
+def test_a_lying_host_never_reaches_nginx_or_the_record(cluster: FakeCluster,
+                                                        lie: dict) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    before = edge_files(cluster)
+    honest = report_of(cluster.workers["worker2"])
+
+    def impostor(args: list[str]) -> Completed:
+        return Completed(0, json.dumps({**honest, **lie}), "")
+
+    cluster.impostors["worker2"] = impostor
+    for verb in (["rebalance"], ["scale", "4"], ["restart"]):
+        cluster.edge.dograhctl(*verb)
+        assert edge_files(cluster)["/etc/nginx/dograh/upstream.conf"] is not None
+        text = cluster.edge.files.read(paths.NGINX_UPSTREAM) or ""
+        assert "pwn" not in text and ":22 " not in text
+        assert "10.0.0.12" not in text  # left out: nothing of it is used
+    code, out, _ = cluster.edge.dograhctl("status")
+    assert code == 1
+    assert "Host worker2 (10.0.0.12): UNHEALTHY (answers out of shape" in out
+    assert "server 10.0.0.11:8" in (cluster.edge.files.read(paths.NGINX_UPSTREAM) or "")
+    assert before["/etc/nginx/sites-available/dograh"] == edge_files(cluster)[
+        "/etc/nginx/sites-available/dograh"]
+
+
+def test_a_host_with_a_mismatch_is_still_read_and_repaired(cluster: FakeCluster) -> None:
+    """A crash-looping unit makes a host's status exit 1: the edge reads it anyway."""
+    dograhctl(cluster.edge, "scale", "4")
+    worker1 = cluster.workers["worker1"]
+    worker1.units["dograh-arq@1.service"].active = "failed"
+    code, _, _ = worker1.dograhctl("status", "--json")
+    assert code == 1
+    dograhctl(cluster.edge, "scale", "6")
+    assert len(api_units(cluster.workers["worker2"])) == 3
+    dograhctl(cluster.edge, "restart")
+    assert upstream(cluster)[0].startswith("10.0.0.11:81")
+    no_violations(cluster)
+
+
+def test_the_edge_finishes_a_hosts_interrupted_operation(cluster: FakeCluster) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    worker2 = cluster.workers["worker2"]
+    worker2.kill_at = lambda event: event == "start dograh-api@8100.service"
+    out = dograhctl(cluster.edge, "restart")
+    assert "worker2 is left out (dograhctl failed there: no output)" in out
+    worker2.revive()
+    dograhctl(cluster.edge, "rebalance")
+    worker2.run_background()
+    assert api_units(worker2) == ["dograh-api@8100.service", "dograh-api@8101.service"]
+    assert "10.0.0.12:8100" in upstream(cluster)
+    no_violations(cluster)
+
+
+def test_a_worker_hosts_own_restart_waits_for_its_edge(cluster: FakeCluster) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    worker1 = cluster.workers["worker1"]
+    worker1.log.clear()
+    out = dograhctl(worker1, "restart")
+    assert out.startswith("staged: ")
+    assert "waits for the edge" in out
+    # No old worker stopped: the edge still sends to them.
+    assert not [line for line in worker1.log if line.startswith("stop dograh-api@80")]
+    assert api_units(worker1) == ["dograh-api@8000.service", "dograh-api@8001.service",
+                                  "dograh-api@8100.service", "dograh-api@8101.service"]
+    # A second local command is refused while the first waits.
+    code, _, err = worker1.dograhctl("scale", "3")
+    assert code == 1 and "waits for the edge" in err
+    dograhctl(cluster.edge, "rebalance")  # what dograh-cluster.timer runs
+    worker1.run_background()
+    assert api_units(worker1) == ["dograh-api@8100.service", "dograh-api@8101.service"]
+    assert "10.0.0.11:8100" in upstream(cluster) and "10.0.0.11:8000" not in upstream(cluster)
+    no_violations(cluster)
+
+
+def test_a_worker_host_refuses_what_only_an_edge_does(cluster: FakeCluster) -> None:
+    worker1 = cluster.workers["worker1"]
+    code, _, err = worker1.dograhctl("rebalance")
+    assert code == 1 and "its edge weighs it" in err
+    code, _, err = worker1.dograhctl("scale", "2", "--host", "worker1=2")
+    assert code == 1 and err == "dograhctl: --host is for an edge (a host with DOGRAH_HOSTS)\n"
+
+
+def test_a_singleton_never_starts_while_its_old_host_may_run_it(cluster: FakeCluster) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    worker1, worker2 = cluster.workers["worker1"], cluster.workers["worker2"]
+    assert ORCHESTRATOR in worker1.active()
+    cluster.down.add("worker1")  # cut off, but alive: it still runs the orchestrator
+    env = Path("/etc/dograh/dograh.env")
+    cluster.edge.configure((cluster.edge.files.read(env) or "").replace(
+        "campaign-orchestrator=worker1", "campaign-orchestrator=worker2"))
+    code, _, err = cluster.edge.dograhctl("scale", "4")
+    assert code == 1
+    assert err.splitlines()[-1] == (
+        "dograhctl: campaign-orchestrator would start on worker2, but worker1 does not answer "
+        "and may still run it (two must never run); bring it back, or if it is dead for good: "
+        "--host-is-gone worker1")
+    assert ORCHESTRATOR not in worker2.active()
+    dograhctl(cluster.edge, "scale", "4", "--host-is-gone", "worker1")
+    assert ORCHESTRATOR in worker2.active()
+    code, _, err = cluster.edge.dograhctl("scale", "4", "--host-is-gone", "worker2")
+    assert code == 1 and "worker2 (10.0.0.12) answers: it is not gone" in err
+    cluster.down.discard("worker1")  # it comes back, still running its copy
+    dograhctl(cluster.edge, "rebalance")
+    worker1.run_background()
+    running = [name for name, host in cluster.workers.items() if ORCHESTRATOR in host.active()]
+    assert running == ["worker2"]
+
+
+def test_a_moving_singleton_stops_before_another_host_starts_it(cluster: FakeCluster) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    env = Path("/etc/dograh/dograh.env")
+    cluster.edge.configure((cluster.edge.files.read(env) or "").replace(
+        "ari-manager=worker1", "ari-manager=worker2"))
+    cluster.calls.clear()
+    dograhctl(cluster.edge, "scale", "4")
+    worker1, worker2 = cluster.workers["worker1"], cluster.workers["worker2"]
+    assert ARI in worker2.active() and ARI not in worker1.active()
+    stop = next(i for i, line in enumerate(cluster.calls)
+                if line.startswith("worker1 resume --switched"))
+    start = next(i for i, line in enumerate(cluster.calls)
+                 if line.startswith("worker2 scale") and "ari-manager" in line)
+    assert stop < start
+
+
+def test_the_ui_is_routed_to_the_host_that_runs_it(cluster: FakeCluster) -> None:
+    env = Path("/etc/dograh/dograh.env")
+    cluster.edge.configure((cluster.edge.files.read(env) or "")
+                           + "ENABLE_DOGRAH_UI=true\nDOGRAH_SINGLETON_HOSTS=ui=worker2\n")
+    for host in cluster.workers.values():
+        host.configure((host.files.read(env) or "") + "ENABLE_DOGRAH_UI=true\n")
+    dograhctl(cluster.edge, "scale", "4")
+    site = cluster.edge.files.read(paths.NGINX_SITE) or ""
+    assert "proxy_pass http://10.0.0.12:3010;" in site
+    ui = cluster.workers["worker2"].files.read(paths.UNIT_DIR / "dograh-ui.service") or ""
+    assert "Environment=PORT=3010 HOSTNAME=10.0.0.12" in ui
+    rules = cluster.workers["worker2"].files.read(paths.FIREWALL_RULES) or ""
+    assert "tcp dport { 8000-8063, 8100-8163, 3010 } accept" in rules
+
+
+def test_the_firewall_follows_the_config(cluster: FakeCluster) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    worker1 = cluster.workers["worker1"]
+    rules = worker1.files.read(paths.FIREWALL_RULES) or ""
+    assert "ip saddr 10.0.0.10 tcp dport { 8000-8063, 8100-8163 } accept" in rules
+    assert rules.index("table inet dograh\ndelete table inet dograh\n") > 0
+    drop_in = worker1.files.read(paths.NFTABLES_DROP_IN) or ""
+    assert f"ExecReload=-/usr/sbin/nft -f {paths.FIREWALL_RULES}" in drop_in
+    env = Path("/etc/dograh/dograh.env")
+    worker1.configure((worker1.files.read(env) or "") + "UVICORN_BASE_PORT=9000\n")
+    worker1.log.clear()
+    dograhctl(cluster.edge, "scale", "4")
+    rules = worker1.files.read(paths.FIREWALL_RULES) or ""
+    assert "tcp dport { 9000-9063, 9100-9163 } accept" in rules
+    assert f"reload-or-restart {paths.FIREWALL_UNIT}" in worker1.log
+    assert api_units(worker1) == ["dograh-api@9000.service", "dograh-api@9001.service"]
+    # While the old band drained, its ports stayed behind the firewall too.
+    rules_written = [text for path, text in worker1.writes if path == paths.FIREWALL_RULES]
+    assert "tcp dport { 9000-9063, 9100-9163, 8000, 8001 } accept" in rules_written[-2]
+    worker1.nft_table = False
+    code, out, _ = worker1.dograhctl("status")
+    assert code == 1 and "table inet dograh is missing" in out
+
+
+def test_workers_spread_by_cpus_or_as_given(cluster: FakeCluster) -> None:
+    cluster.workers["worker1"].machine.cpu_count = 4
+    dograhctl(cluster.edge, "scale", "6")
+    assert len(api_units(cluster.workers["worker1"])) == 4
+    assert len(api_units(cluster.workers["worker2"])) == 2
+    dograhctl(cluster.edge, "scale", "5", "--host", "worker1=1")
+    assert len(api_units(cluster.workers["worker1"])) == 1
+    assert len(api_units(cluster.workers["worker2"])) == 4
+    code, _, err = cluster.edge.dograhctl("scale", "4", "--host", "worker9=1")
+    assert code == 1 and err == "dograhctl: worker9 is not in DOGRAH_HOSTS\n"

@@ -8,7 +8,7 @@ from dograh_systemd import config
 from dograh_systemd.errors import DograhError
 from dograh_systemd.plan import Request, operation
 from dograh_systemd.record import Fleet, Operation
-from dograh_systemd.templates import Member
+from dograh_systemd.upstream import Member
 
 SINGLETONS = ("dograh-ari-manager.service", "dograh-campaign-orchestrator.service")
 DEFINITIONS = {"api": "a1", "arq": "b1", "ari-manager": "c1", "campaign-orchestrator": "d1"}

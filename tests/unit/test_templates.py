@@ -10,7 +10,7 @@ import pytest
 
 from dograh_systemd import config, paths, templates
 from dograh_systemd.facts import Facts
-from dograh_systemd.templates import Member
+from dograh_systemd.upstream import Member
 from dograh_systemd.worker import contract
 
 

@@ -4,65 +4,62 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from dograh_systemd import paths
 
-from dograh_systemd import config, paths, preflight, uninstall, verbs
-from dograh_systemd.record import Store
-
-from .fake_system import FakeNginx, FakeSystem, context, point_paths_at
-
-FIREWALL = "dograh-firewall.service"
+from .fake_host import FakeHost
 
 
-@pytest.fixture
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    point_paths_at(monkeypatch, tmp_path / "root")
-    return tmp_path / "root"
+def test_a_worker_hosts_firewall_goes_with_the_fleet(tmp_path: Path) -> None:
+    host = FakeHost(tmp_path / "root", "10.0.0.11")
+    host.configure("DOGRAH_EDGE=10.0.0.10\nUVICORN_HOST=10.0.0.11\nFASTAPI_WORKERS=2\n")
+    code, _, err = host.dograhctl("scale")
+    assert code == 0, err
+    assert paths.FIREWALL_UNIT in host.active() and paths.FIREWALL_UNIT in host.enabled()
+    for path in (paths.UNIT_DIR / paths.FIREWALL_UNIT, paths.FIREWALL_RULES,
+                 paths.NFTABLES_DROP_IN):
+        assert host.files.exists(path), path
+
+    code, _, err = host.dograhctl("uninstall")
+    assert code == 0, err
+    assert host.active() == [] and host.enabled() == []
+    for path in (paths.UNIT_DIR / paths.FIREWALL_UNIT, paths.FIREWALL_RULES,
+                 paths.NFTABLES_DROP_IN, paths.RECORD):
+        assert not host.files.exists(path), path
+    assert not host.files.exists(paths.NFTABLES_DROP_IN.parent)
+    assert not [p for p in host.files.listing(paths.UNIT_DIR) if p.name.startswith("dograh")]
 
 
-def remove(system: FakeSystem) -> list[str]:
-    messages: list[str] = []
-    systemd = context(system, config.parse(Path("/x.env"), {}), messages.append).systemd
-    uninstall.uninstall(systemd, FakeNginx(systemd, system), Store(), messages.append)
-    return messages
+def test_the_site_and_its_limits_go(host: FakeHost) -> None:
+    conf = host.files.path(paths.NGINX_CONF)
+    conf.parent.mkdir(parents=True)
+    conf.write_text("events {\n\tworker_connections 768;\n}\n")
+    host.dograhctl("scale")
+    assert "worker_connections 18976;" in conf.read_text()
+    host.dograhctl("uninstall")
+    assert conf.read_text() == "events {\n\tworker_connections 768;\n}\n"
+    for path in (paths.NGINX_SITE, paths.NGINX_SITE_LINK, paths.NGINX_UPSTREAM,
+                 paths.NGINX_CAPACITY, paths.NGINX_CONNECTIONS_RAISED):
+        assert not host.files.exists(path) and not host.files.is_link(path), path
 
 
-def test_a_worker_hosts_firewall_goes_with_the_fleet(root: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    # The worker host's address is not this machine's: its ports are free by definition.
-    monkeypatch.setattr(preflight, "check_ports_free", lambda host, ports: None)
-    env = tmp_path / "dograh.env"
-    env.write_text("DOGRAH_EDGE=10.0.0.10\nUVICORN_HOST=10.0.0.11\nFASTAPI_WORKERS=2\n")
-    system = FakeSystem()
-    verbs.scale(context(system, config.load(env), lambda _: None), None, {}, None, False)
-    assert FIREWALL in system.active() and FIREWALL in system.enabled()
-    assert (paths.UNIT_DIR / FIREWALL).exists()
-
-    remove(system)
-    assert system.active() == [] and system.enabled() == []
-    assert not (paths.UNIT_DIR / FIREWALL).exists()
-    assert not list(paths.UNIT_DIR.glob("dograh*"))
+def took_the_stock_default(host: FakeHost) -> None:
+    files = host.files
+    files.write_atomic(paths.NGINX_STOCK_DEFAULT, "server { listen 80 default_server; }\n")
+    files.make_directory(paths.NGINX_STOCK_DEFAULT_LINK.parent)
+    files.write_atomic(paths.TOOK_STOCK_DEFAULT, f"{paths.NGINX_STOCK_DEFAULT}\n")
 
 
-def took_the_stock_default(root: Path) -> None:
-    paths.NGINX_STOCK_DEFAULT.parent.mkdir(parents=True)
-    paths.NGINX_STOCK_DEFAULT.write_text("server { listen 80 default_server; }\n")
-    paths.NGINX_STOCK_DEFAULT_LINK.parent.mkdir(parents=True)
-    paths.STATE_DIR.mkdir(parents=True)
-    paths.TOOK_STOCK_DEFAULT.write_text(f"{paths.NGINX_STOCK_DEFAULT}\n")
+def test_the_stock_default_site_comes_back(host: FakeHost) -> None:
+    took_the_stock_default(host)
+    host.dograhctl("uninstall")
+    assert host.files.link_target(paths.NGINX_STOCK_DEFAULT_LINK) == paths.NGINX_STOCK_DEFAULT
+    assert not host.files.exists(paths.TOOK_STOCK_DEFAULT)
 
 
-def test_the_stock_default_site_comes_back(root: Path) -> None:
-    took_the_stock_default(root)
-    remove(FakeSystem())
-    assert paths.NGINX_STOCK_DEFAULT_LINK.resolve() == paths.NGINX_STOCK_DEFAULT
-    assert not paths.TOOK_STOCK_DEFAULT.exists()
-
-
-def test_not_beside_a_default_server_the_admin_added_since(root: Path) -> None:
-    took_the_stock_default(root)
+def test_not_beside_a_default_server_the_admin_added_since(host: FakeHost) -> None:
+    took_the_stock_default(host)
     mine = paths.NGINX_STOCK_DEFAULT_LINK.parent / "mine"
-    mine.write_text("server {\n    listen 80 default_server;\n    return 204;\n}\n")
-    remove(FakeSystem())
-    assert not paths.NGINX_STOCK_DEFAULT_LINK.is_symlink()  # two default servers fail nginx -t
-    assert mine.exists() and not paths.TOOK_STOCK_DEFAULT.exists()
+    host.files.write_atomic(mine, "server {\n    listen 80 default_server;\n    return 204;\n}\n")
+    host.dograhctl("uninstall")
+    assert not host.files.is_link(paths.NGINX_STOCK_DEFAULT_LINK)  # two would fail nginx -t
+    assert host.files.exists(mine) and not host.files.exists(paths.TOOK_STOCK_DEFAULT)

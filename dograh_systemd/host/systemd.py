@@ -1,42 +1,20 @@
 """systemctl, journalctl and systemd-run: the one way dograhctl talks to systemd.
 
-Every call goes through a ``Runner``, so the same code drives this host, or a
-test's fake that records the order of operations.
+Every call goes through the host's runner, so the same code drives this host, or
+the tests' fake host that records the order of operations.
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from .errors import DograhError
-
-
-@dataclass(frozen=True)
-class Completed:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-Runner = Callable[[Sequence[str]], Completed]
-
-
-def run_here(argv: Sequence[str]) -> Completed:
-    """Run ``argv`` on this host."""
-    try:
-        result = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True,
-                                text=True)
-    except FileNotFoundError:
-        return Completed(127, "", f"{argv[0]}: command not found")
-    return Completed(result.returncode, result.stdout, result.stderr)
-
+from ..errors import DograhError
+from .commands import Runner
 
 SHOW_PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "MemoryCurrent",
-                   "StatusText", "UnitFileState", "ActiveEnterTimestamp", "NRestarts", "Result")
+                   "StatusText", "UnitFileState", "ActiveEnterTimestamp", "NRestarts")
 
 
 @dataclass(frozen=True)
@@ -46,22 +24,27 @@ class UnitState:
     active: str
     sub: str
     pid: int
-    memory: int | None
+    memory: int | None  # cgroup memory; None where accounting is off
     status: str
     enabled: str
     # Wall clock of the last start, in seconds; 0 if it never started.
     since: float
-    restarts: int
-    result: str
+    restarts: int  # automatic restarts since the unit was loaded (NRestarts)
 
     @property
     def ready(self) -> bool:
+        """Up and serving."""
         return self.active in ("active", "reloading")
 
     @property
     def running(self) -> bool:
-        """Up, or on its way up or down."""
+        """Up, or on its way up or down: a process of it may run."""
         return self.active in ("active", "activating", "deactivating", "reloading")
+
+    @property
+    def holding(self) -> bool:
+        """Serving, or stopping: it may hold calls (one still starting holds none)."""
+        return self.active in ("active", "reloading", "deactivating")
 
     @property
     def failed(self) -> bool:
@@ -76,28 +59,28 @@ def parse_show(text: str) -> dict[str, UnitState]:
         props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
         if "Id" not in props:
             continue
-        pid = _number(props.get("MainPID"))
         memory = props.get("MemoryCurrent", "")
         states[props["Id"]] = UnitState(
             unit=props["Id"], load=props.get("LoadState", ""),
-            active=props.get("ActiveState", ""), sub=props.get("SubState", ""), pid=pid,
-            memory=int(memory) if memory.isdigit() else _rss(pid),
+            active=props.get("ActiveState", ""), sub=props.get("SubState", ""),
+            pid=_number(props.get("MainPID")),
+            memory=int(memory) if memory.isdigit() else None,
             status=props.get("StatusText", ""), enabled=props.get("UnitFileState", ""),
             since=_timestamp(props.get("ActiveEnterTimestamp", "")),
-            restarts=_number(props.get("NRestarts")), result=props.get("Result", ""))
+            restarts=_number(props.get("NRestarts")))
     return states
 
 
 class Systemd:
     """systemctl and friends on one host."""
 
-    def __init__(self, run: Runner = run_here) -> None:
+    def __init__(self, run: Runner) -> None:
         self.run = run
 
     def systemctl(self, *args: str) -> str:
         result = self.run(["systemctl", *args])
         if result.returncode != 0:
-            raise DograhError(f"systemctl {' '.join(args)} failed: {_last(result.stderr)}")
+            raise DograhError(f"systemctl {' '.join(args)} failed: {result.last_line}")
         return result.stdout
 
     def show(self, units: Iterable[str]) -> dict[str, UnitState]:
@@ -170,7 +153,7 @@ class Systemd:
                            f"--description={description}", "--remain-after-exit",
                            "--no-block", "--", *argv])
         if result.returncode != 0:
-            raise DograhError(f"starting {name} failed: {_last(result.stderr)}")
+            raise DograhError(f"starting {name} failed: {result.last_line}")
 
     def discard(self, unit: str) -> None:
         """Stop ``unit`` and forget how it ended; a unit systemd does not know is no error."""
@@ -186,14 +169,10 @@ class Systemd:
                            "--timer-property=RemainAfterElapse=no",
                            f"--description={description}", *argv])
         if result.returncode != 0:
-            raise DograhError(f"scheduling {name} failed: {_last(result.stderr)}")
+            raise DograhError(f"scheduling {name} failed: {result.last_line}")
 
     def cancel_later(self, name: str) -> None:
         self.run(["systemctl", "stop", f"{name}-*.timer"])
-
-
-def _last(text: str) -> str:
-    return (text.strip().splitlines() or ["(no message)"])[-1]
 
 
 def _number(text: str | None) -> int:
@@ -206,16 +185,3 @@ def _timestamp(text: str) -> float:
         return float(text.lstrip("@")) if text else 0.0
     except ValueError:
         return 0.0
-
-
-def _rss(pid: int) -> int | None:
-    """Resident memory of ``pid``: for hosts where cgroup memory accounting is off."""
-    if not pid:
-        return None
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None

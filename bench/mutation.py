@@ -1,0 +1,79 @@
+"""How many deliberate bugs in the core the unit tests catch: a mutation run with mutmut.
+
+mutmut changes the core modules one small edit at a time (a comparison turned
+around, a constant moved by one, a call left out) and runs the unit tests that
+cover each change; a mutant the tests let through is a gap. The modules and
+the tests come from ``[tool.mutmut]`` in pyproject.toml.
+
+    make mutate   # bench/results/mutation.md: the score per module, and every survivor
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench/results/mutation.md"
+MUTMUT = [sys.executable, "-m", "mutmut"]
+_NAME = re.compile(r"^\s*(?P<name>[\w.]+)__mutmut_\d+: (?P<state>[\w ]+)$")
+
+
+def mutmut(*args: str) -> str:
+    return subprocess.run([*MUTMUT, *args], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def module_of(mutant: str) -> str:
+    """dograh_systemd.modes.edge.xǁEdgeǁscale__mutmut_3 -> dograh_systemd/modes/edge.py"""
+    parts = mutant.split(".")
+    path = next(REPO.joinpath(*parts[:end]).with_suffix(".py")
+                for end in range(len(parts), 0, -1)
+                if REPO.joinpath(*parts[:end]).with_suffix(".py").exists())
+    return str(path.relative_to(REPO))
+
+
+def main() -> None:
+    shutil.rmtree(REPO / "mutants", ignore_errors=True)
+    began = time.monotonic()
+    subprocess.run([*MUTMUT, "run"], cwd=REPO, stdout=subprocess.DEVNULL, check=True)
+    took = time.monotonic() - began
+    states: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    survivors: list[str] = []
+    for line in mutmut("results", "--all", "true").splitlines():
+        found = _NAME.match(line)
+        if not found:
+            continue
+        mutant = line.split(":")[0].strip()
+        states[module_of(mutant)][found.group("state")] += 1
+        if found.group("state") == "survived":
+            survivors.append(mutant)
+    killed = sum(c["killed"] + c["timeout"] for c in states.values())
+    total = sum(sum(c.values()) for c in states.values())
+    lines = ["# Mutation run", "",
+             f"`make mutate` ({mutmut('--version').strip()}), {took / 60:.0f} min on "
+             f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} CPUs: "
+             f"**{killed} of {total} mutants killed ({100 * killed / total:.1f} %)** by "
+             "tests/unit.", "",
+             "| module | mutants | killed | survived | score |", "|---|---|---|---|---|"]
+    for module, counts in sorted(states.items()):
+        dead = counts["killed"] + counts["timeout"]
+        lines.append(f"| `{module}` | {sum(counts.values())} | {dead} | {counts['survived']} "
+                     f"| {100 * dead / sum(counts.values()):.0f} % |")
+    lines += ["", "## Survivors", ""]
+    if not survivors:
+        lines.append("None.")
+    for mutant in survivors:
+        diff = mutmut("show", mutant).split("\n", 1)[1].strip()
+        lines += [f"### `{mutant}`", "", "```diff", diff, "```", ""]
+    RESULTS.write_text("\n".join(lines).rstrip() + "\n")
+    print(f"{killed}/{total} killed; {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

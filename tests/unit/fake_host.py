@@ -1,0 +1,447 @@
+"""A complete fake of the host seam (dograh_systemd.host): systemd, nginx, files, ports,
+memory, /proc, the lock, ssh and the clock, so that every verb runs in unit tests
+without root, without real ports, and without monkeypatching.
+
+It keeps unit states the way systemd reports them and serves the real
+``Systemd`` parser its ``show`` output; files live under a test directory
+(the real ``Files`` over another root); nginx reloads read the upstream file
+dograhctl wrote. Every change is logged in order, so tests assert the order
+of operations, and any logged step can be a SIGKILL (``kill_at``): from then
+on nothing more happens, as for a killed process. Two rules are checked as
+they happen: nginx never sends to a worker that is not READY, and no API
+worker stops while nginx still sends to it.
+
+Several fake hosts make a cluster: ``ssh root@ADDRESS dograhctl ...`` on the
+edge runs the real CLI in-process against the worker host of that address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import shlex
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dograh_systemd import cli, paths
+from dograh_systemd.host import Clock, Host
+from dograh_systemd.host.commands import Completed
+from dograh_systemd.host.files import Files
+from dograh_systemd.host.machine import Machine, NginxWorker
+from dograh_systemd.worker import contract
+from dograh_systemd.worker.contract import Load
+
+CONFIG = Path("/etc/dograh/dograh.env")
+GB = 1 << 30
+
+
+class Killed(BaseException):
+    """The command was killed here (SIGKILL): nothing after this point runs."""
+
+
+@dataclass
+class Unit:
+    active: str = "inactive"
+    sub: str = "dead"
+    enabled: bool = False
+    since: float = 0.0
+    pid: int = 0
+    restarts: int = 0
+    load: Load = field(default_factory=lambda: Load(websockets=0, requests=0))
+
+
+class FakeClock(Clock):
+    def __init__(self, host: FakeHost) -> None:
+        self.host = host
+        self.now = 1_700_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.host.tick()
+
+
+class FakeFiles(Files):
+    """The real file code under a test directory; every write is a step of the log."""
+
+    def __init__(self, root: Path, host: FakeHost) -> None:
+        super().__init__(root, owner=os.getuid())
+        self.host = host
+
+    def write_atomic(self, path: Path, text: str, mode: int = 0o644,
+                     group: str | None = None) -> None:
+        self.host.event(f"write {path}")
+        self.host.writes.append((path, text))
+        super().write_atomic(path, text, mode, group)
+
+    def unlink(self, path: Path) -> None:
+        if self.path(path).exists() or self.path(path).is_symlink():
+            self.host.event(f"remove {path}")
+        super().unlink(path)
+
+    def link(self, link: Path, target: Path) -> None:
+        self.host.event(f"link {link}")
+        super().link(link, target)
+
+
+@dataclass
+class NginxProcess:
+    pid: int
+    accepting: bool
+    started: float
+    connections: int = 0
+
+
+class FakeMachine(Machine):
+    def __init__(self, host: FakeHost) -> None:
+        self.host = host
+        self.busy_ports: set[tuple[str, int]] = set()
+        self.memory = 16 * GB
+        self.cpu_count = 2
+        self.root = True
+        self.unreachable: set[tuple[str, int]] = set()
+        self.answers: dict[str, tuple[int, bytes]] = {}  # url -> (status, body)
+
+    def is_root(self) -> bool:
+        return self.root
+
+    def port_in_use(self, address: str, port: int) -> bool:
+        return (address, port) in self.busy_ports
+
+    def mem_available(self) -> int:
+        return self.memory
+
+    def cpus(self) -> int:
+        return self.cpu_count
+
+    def ephemeral_ports(self) -> tuple[int, int] | None:
+        return (32768, 60999)
+
+    def rss(self, pid: int) -> int | None:
+        return None
+
+    def open_file_limits(self, pid: int) -> tuple[int, int] | None:
+        return (20_000, 20_000) if pid else None
+
+    def nginx_master(self) -> int | None:
+        return 1 if self.host.nginx_running else None
+
+    def nginx_workers(self) -> list[NginxWorker]:
+        return [NginxWorker(p.pid, p.accepting, p.started, 20_000, p.connections)
+                for p in self.host.nginx_processes]
+
+    def reachable(self, address: str, port: int, timeout: float = 3) -> str | None:
+        return "Connection refused" if (address, port) in self.unreachable else None
+
+    def http_get(self, url: str, headers: dict[str, str], timeout: float = 5
+                 ) -> tuple[int, bytes]:
+        if url not in self.answers:
+            raise OSError("Connection refused")
+        return self.answers[url]
+
+
+class FakeHost(Host):
+    """One pretend machine; ``root`` is the directory its files live under."""
+
+    def __init__(self, root: Path, address: str = "127.0.0.1") -> None:
+        self.units: dict[str, Unit] = {}
+        self.log: list[str] = []
+        self.writes: list[tuple[Path, str]] = []  # every file written, in order
+        self.violations: list[str] = []
+        self.failing: set[str] = set()       # units that fail to start
+        self.ending: dict[str, float] = {}   # unit -> when its calls end (fake time)
+        self.kill_at: Callable[[str], bool] = lambda event: False
+        self.dead = False
+        self.upstream: set[tuple[str, int]] = set()  # where nginx sends, as last reloaded
+        self.nginx_running = True
+        self.nginx_processes: list[NginxProcess] = []
+        self.nginx_tests_fail = False
+        self.nft_table = False
+        self.background: list[list[str]] = []  # dograhctl commands run as transient units
+        self.address = address
+        self.cluster: FakeCluster | None = None
+        self.commands: dict[str, Callable[[list[str]], Completed]] = {}
+        self.next_pid = 100
+        clock = FakeClock(self)
+        super().__init__(self.run_command, FakeFiles(root, self), FakeMachine(self), clock)
+        self.clock: FakeClock = clock
+        self.machine: FakeMachine
+        self._reload_nginx_processes()
+
+    # -- setting the scene -------------------------------------------------------------
+
+    def configure(self, text: str) -> Path:
+        """The env file dograhctl reads at its default place on this host."""
+        path = self.files.path(CONFIG)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def running(self, *names: str, calls: int = 0) -> None:
+        for name in names:
+            self.units[name] = Unit("active", "running", True, self.clock.now - 3600,
+                                    self._pid(), 0, Load(websockets=calls, requests=0))
+
+    def active(self) -> list[str]:
+        return sorted(n for n, u in self.units.items() if u.active == "active")
+
+    def enabled(self) -> list[str]:
+        return sorted(n for n, u in self.units.items() if u.enabled)
+
+    def dograhctl(self, *args: str) -> tuple[int, str, str]:
+        """The real CLI on this host: (exit code, stdout, stderr)."""
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                cli.run(list(args), host=self)
+                code = 0
+            except SystemExit as exit_:
+                code = int(exit_.code or 0) if not isinstance(exit_.code, str) else 1
+        return code, out.getvalue(), err.getvalue()
+
+    def run_background(self) -> list[tuple[int, str, str]]:
+        """What was started as transient units, run now, in order."""
+        jobs, self.background = self.background, []
+        return [self.dograhctl(*job) for job in jobs]
+
+    # -- the log, and SIGKILL -----------------------------------------------------------
+
+    def event(self, text: str) -> None:
+        if self.dead:
+            raise Killed(text)
+        self.log.append(text)
+        if self.kill_at(text):
+            self.dead = True
+            raise Killed(text)
+
+    def revive(self) -> None:
+        """The next command starts: nothing is killed any more."""
+        self.dead = False
+        self.kill_at = lambda event: False
+
+    # -- the runner: every program dograhctl starts -------------------------------------
+
+    def run_command(self, argv: Sequence[str], timeout: float | None = None) -> Completed:
+        argv = list(argv)
+        program, args = argv[0], argv[1:]
+        if program == "systemctl":
+            return self._systemctl(args)
+        if program == "journalctl":
+            return Completed(0, "app: database unreachable\n", "")
+        if program == "systemd-run":
+            return self._systemd_run(args)
+        if program == "nginx":
+            if args[:1] == ["-v"]:
+                return Completed(0, "", "nginx version: nginx/1.22.1\n")
+            if self.nginx_tests_fail:
+                return Completed(1, "", "nginx: [emerg] unknown directive \"bogus\"\n")
+            return Completed(0, "", "")
+        if program == "nft":
+            return self._nft(args)
+        if program == "ssh":
+            assert self.cluster is not None, "ssh from a host outside a cluster"
+            return self.cluster.ssh(argv)
+        if program in self.commands:
+            return self.commands[program](args)
+        if program in ("dpkg-query", "certbot", "openssl"):
+            return Completed(1, "", f"{program}: nothing of it here")
+        raise AssertionError(f"unexpected command {argv}")
+
+    def _systemd_run(self, args: list[str]) -> Completed:
+        unit = next((a.split("=", 1)[1] for a in args if a.startswith("--unit=")), "")
+        self.event(f"systemd-run --unit={unit}")
+        if unit == paths.DEPLOY_UNIT:
+            command = args[args.index("--") + 1:]
+            config = command.index("--config")
+            self.background.append(["--config", command[config + 1], *command[config + 2:]])
+        return Completed(0, "", "")
+
+    def _nft(self, args: list[str]) -> Completed:
+        if args[:2] == ["list", "table"]:
+            return Completed(0 if self.nft_table else 1, "", "")
+        self.event("nft " + " ".join(args))
+        return Completed(0, "", "")
+
+    def _systemctl(self, args: list[str]) -> Completed:
+        verb = args[0]
+        names = [a for a in args[1:] if not a.startswith("-")]
+        if verb == "--version":
+            return Completed(0, "systemd 252 (252.30-1~deb12u2)\n", "")
+        if verb == "show":
+            if "--value" in args:  # show --property=Wants --value dograh.target
+                wants = sorted(n for n, u in self.units.items() if u.enabled)
+                return Completed(0, " ".join(wants) + "\n", "")
+            return Completed(0, "\n\n".join(self._show(n) for n in names) + "\n", "")
+        if verb == "list-units":
+            pattern = re.compile(names[0].replace("*", ".*"))
+            listed = [n for n, u in self.units.items()
+                      if pattern.fullmatch(n) and u.active != "inactive"]
+            return Completed(0, "".join(f"{n} loaded {self.units[n].active} x\n"
+                                        for n in sorted(listed)), "")
+        if verb == "is-active":
+            if names == ["nginx.service"]:
+                return Completed(0 if self.nginx_running else 3, "", "")
+            unit = self.units.get(names[0], Unit())
+            return Completed(0 if unit.active == "active" else 3, "", "")
+        if verb == "is-enabled":
+            return Completed(0, "enabled\n", "")
+        if verb in ("daemon-reload", "reset-failed"):
+            self.event(verb)
+            return Completed(0, "", "")
+        if verb == "reload" and names == ["nginx.service"]:
+            self._reload_nginx()
+            return Completed(0, "", "")
+        for name in names:
+            getattr(self, "_" + verb.replace("-", "_"))(name)
+        return Completed(0, "", "")
+
+    def _show(self, name: str) -> str:
+        unit = self.units.get(name, Unit())
+        registry = unit.load.app_calls is not None or unit.load.app_error is not None
+        status = contract.format_status(unit.load, registry) if unit.active == "active" else ""
+        return (f"Id={name}\nLoadState=loaded\nActiveState={unit.active}\nSubState={unit.sub}\n"
+                f"MainPID={unit.pid}\nMemoryCurrent={50 * 1024 * 1024}\nStatusText={status}\n"
+                f"UnitFileState={'enabled' if unit.enabled else 'disabled'}\n"
+                f"ActiveEnterTimestamp=@{int(unit.since)}\nNRestarts={unit.restarts}")
+
+    def _enable(self, name: str) -> None:
+        if name.startswith("dograh-") and name != paths.TARGET:
+            self.event(f"enable {name}")
+            self.units.setdefault(name, Unit()).enabled = True
+
+    def _disable(self, name: str) -> None:
+        if name in self.units:
+            self.event(f"disable {name}")
+            self.units[name].enabled = False
+
+    def _start(self, name: str) -> None:
+        if name == paths.TARGET:
+            self.event(f"start {name}")
+            return
+        unit = self.units.setdefault(name, Unit())
+        if unit.active == "active":
+            return
+        self.event(f"start {name}")
+        if name == paths.FIREWALL_UNIT:
+            unit.active, unit.sub, self.nft_table = "active", "exited", True
+            return
+        unit.active, unit.sub = "activating", "start"
+
+    def _stop(self, name: str) -> None:
+        unit = self.units.get(name)
+        if unit is None or unit.active == "inactive":
+            return
+        self.event(f"stop {name}")
+        port = _port(name)
+        sends = self.cluster.edge.upstream if self.cluster else self.upstream
+        if port is not None and ((self.cluster is None and any(p == port for _, p in sends))
+                                 or (self.address, port) in sends):
+            self.violations.append(f"{name} stopped while nginx still sends to it")
+        if unit.load.websockets:
+            self.log.append(f"cut {unit.load.websockets} calls of {name}")
+        unit.active, unit.sub, unit.pid, unit.load = "inactive", "dead", 0, Load(0, 0)
+
+    def _restart(self, name: str) -> None:
+        self.event(f"restart {name}")
+        unit = self.units.setdefault(name, Unit())
+        unit.active, unit.sub, unit.since = "active", "running", self.clock.now
+        unit.pid = self._pid()
+
+    def _reload_or_restart(self, name: str) -> None:
+        self.event(f"reload-or-restart {name}")
+        if name == paths.FIREWALL_UNIT:
+            self.nft_table = True
+
+    # -- nginx ------------------------------------------------------------------------
+
+    def _reload_nginx(self) -> None:
+        text = self.files.read(paths.NGINX_UPSTREAM) or ""
+        members = {(address, int(port)) for address, port in
+                   re.findall(r"server \[?([0-9a-f.:]+?)\]?:(\d+)[ ;]", text)}
+        for address, port in members:
+            host = self.cluster.at(address) if self.cluster else self
+            unit = host.units.get(f"dograh-api@{port}.service", Unit()) if host else Unit()
+            if unit.active != "active":
+                self.violations.append(f"nginx sends to {address}:{port} before it is READY")
+        self.event("nginx " + " ".join(f"{p}" if a == "127.0.0.1" else f"{a}:{p}"
+                                       for a, p in sorted(members, key=lambda m: (m[0], m[1]))))
+        self.upstream = members
+        self._reload_nginx_processes()
+
+    def _reload_nginx_processes(self) -> None:
+        for process in self.nginx_processes:
+            process.accepting = False
+        self.nginx_processes = [p for p in self.nginx_processes if p.connections]
+        self.nginx_processes.append(NginxProcess(self._pid(), True, self.clock.now))
+
+    # -- time passes ---------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Starting units become ready (or fail); calls end when their time comes."""
+        for name, unit in self.units.items():
+            if unit.active == "activating":
+                if name in self.failing:
+                    unit.active, unit.sub = "failed", "failed"
+                    self.log.append(f"failed {name}")
+                else:
+                    unit.active, unit.sub, unit.since = "active", "running", self.clock.now
+                    unit.pid = self._pid()
+                    self.log.append(f"ready {name}")
+            ending = self.ending.get(name)
+            if ending is not None and self.clock.now >= ending and not unit.load.idle:
+                unit.load = Load(0, 0, app_calls=0 if unit.load.app_calls is not None else None)
+
+    def _pid(self) -> int:
+        self.next_pid += 1
+        return self.next_pid
+
+
+class FakeCluster:
+    """An edge and its worker hosts; ssh from the edge runs the real dograhctl of a
+    worker host in-process, one at a time."""
+
+    def __init__(self, edge: FakeHost, workers: dict[str, FakeHost]) -> None:
+        self.edge = edge
+        self.workers = workers
+        self.down: set[str] = set()
+        # What a worker host's dograhctl is replaced by (a host that lies to its edge).
+        self.impostors: dict[str, Callable[[list[str]], Completed]] = {}
+        self.calls: list[str] = []
+        self._one_at_a_time = threading.Lock()
+        for host in (edge, *workers.values()):
+            host.cluster = self
+
+    def at(self, address: str) -> FakeHost | None:
+        return next((host for host in self.workers.values() if host.address == address), None)
+
+    def ssh(self, argv: list[str]) -> Completed:
+        target = next(a for a in argv if a.startswith("root@"))
+        address = target.removeprefix("root@")
+        name = next(n for n, host in self.workers.items() if host.address == address)
+        args = shlex.split(argv[-1])[1:]
+        with self._one_at_a_time:
+            self.calls.append(f"{name} {' '.join(args)}")
+            if name in self.down:
+                return Completed(255, "", f"ssh: connect to host {address} port 22: "
+                                          "Connection timed out\n")
+            if name in self.impostors:
+                return self.impostors[name](args)
+            try:
+                code, out, err = self.workers[name].dograhctl(*args)
+            except Killed:
+                return Completed(137, "", "")  # the remote shell's word for a SIGKILL
+            return Completed(code, out, err)
+
+
+def _port(name: str) -> int | None:
+    match = re.fullmatch(r"dograh-api@(\d+)\.service", name)
+    return int(match.group(1)) if match else None
