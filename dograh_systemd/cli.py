@@ -356,6 +356,22 @@ def status_command(ctx: Context, as_json: bool) -> None:
     emit(ctx.mode.status(ctx), as_json)
 
 
+@main.command("metrics")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Write them to FILE atomically (node-exporter's textfile collector reads "
+                   f"{paths.TEXTFILE_DIR}/*.prom) instead of printing them.")
+@pass_context
+def metrics_command(ctx: Context, output: Path | None) -> None:
+    """This host's fleet in Prometheus' text format: calls, requests, loop lag, restarts,
+    the call ceiling, the last deploy, certificates, hosts (dograh-metrics.timer writes
+    them every 15 s)."""
+    text = ctx.mode.metrics(ctx)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        ctx.files.write_atomic(output.absolute(), text)
+
+
 def run(argv: Sequence[str] | None = None, host: Host | None = None) -> None:
     """The ``dograhctl`` entry point: every error is one line on stderr."""
     try:

@@ -95,7 +95,7 @@ def _start(ctx: Context, op: Operation) -> None:
     settings, systemd = ctx.settings, ctx.systemd
     units.install(ctx.host, op.units)
     wanted = op.target.all_units()
-    host_units = ctx.mode.host_units
+    host_units = ctx.mode.started_units
     systemd.enable([paths.TARGET, *host_units, *wanted])
     if op.verb == ROLLBACK:
         # The previous fleet ran before: start what is missing, expect nothing new.

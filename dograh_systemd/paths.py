@@ -49,8 +49,16 @@ NFTABLES_DROP_IN = Path("/etc/systemd/system/nftables.service.d/dograh-firewall.
 CLUSTER_UNIT = "dograh-cluster.service"
 CLUSTER_TIMER = "dograh-cluster.timer"
 CLUSTER_KNOWN_HOSTS = Path("/etc/dograh/cluster_known_hosts")
-# Units of a host rather than of a role; each mode runs its own of them.
-HOST_UNITS = (FIREWALL_UNIT, CLUSTER_UNIT, CLUSTER_TIMER)
+# Every host writes its metrics for Prometheus' node exporter, whose textfile
+# collector reads *.prom files from this directory (when it is installed).
+METRICS_UNIT = "dograh-metrics.service"
+METRICS_TIMER = "dograh-metrics.timer"
+TEXTFILE_DIR = Path("/var/lib/prometheus/node-exporter")
+METRICS_FILE = TEXTFILE_DIR / "dograh.prom"
+# Units of a host rather than of a role; each mode runs its own of them. The
+# services a timer runs are not started themselves.
+HOST_UNITS = (FIREWALL_UNIT, CLUSTER_UNIT, CLUSTER_TIMER, METRICS_UNIT, METRICS_TIMER)
+TIMED = (CLUSTER_UNIT, METRICS_UNIT)
 # The transient service a deploy runs in when it must not hold its caller
 # (the package's upgrade: dpkg must not wait for a drain).
 DEPLOY_UNIT = "dograh-deploy.service"

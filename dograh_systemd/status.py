@@ -14,6 +14,7 @@ from .context import Context
 from .record import Fleet, Record
 from .roles import role_of
 from .worker import contract
+from .worker.contract import Load
 
 MIB = 1024 * 1024
 
@@ -28,8 +29,11 @@ class InstanceStatus:
     memory: int | None
     status: str
     restarts: int
+    since: float = 0.0  # wall clock of its last start
+    # From its Status line, while it serves: None before it published one.
     calls: int | None = None
     lag_p95_ms: int | None = None
+    load: Load | None = None
 
     @property
     def ready(self) -> bool:
@@ -94,8 +98,8 @@ def collect(ctx: Context, record: Record, rendered: Mapping[str, str], waiting: 
                               memory=state.memory or (state.pid and ctx.host.machine.rss(
                                   state.pid)) or None,
                               status=state.status, restarts=state.restarts,
-                              calls=load.calls if load else None,
-                              lag_p95_ms=load.lag_p95_ms if load else None)
+                              since=state.since, calls=load.calls if load else None,
+                              lag_p95_ms=load.lag_p95_ms if load else None, load=load)
 
     # While an operation is at work, its new units may run and its leaving ones may
     # still; what both keep must run.

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .. import paths
 from ..config import Settings
 from ..context import Context
 from ..errors import DograhError
@@ -57,8 +58,14 @@ class Mode(ABC):
     """The verbs every mode answers, and what the phase machine asks of it."""
 
     name: ClassVar[str]
-    # Units of this host rather than of a role (a firewall, a timer).
-    host_units: ClassVar[tuple[str, ...]] = ()
+    # Units of this host rather than of a role (a firewall, a timer); every host
+    # writes its metrics for Prometheus.
+    host_units: ClassVar[tuple[str, ...]] = (paths.METRICS_UNIT, paths.METRICS_TIMER)
+    @property
+    def started_units(self) -> tuple[str, ...]:
+        """The host units this host enables and starts (a timer starts the others)."""
+        return tuple(unit for unit in self.host_units if unit not in paths.TIMED)
+
     # What doctor checks here: API workers of this host's own, and an nginx site.
     runs_workers: ClassVar[bool] = True
     serves_site: ClassVar[bool] = True
@@ -82,6 +89,10 @@ class Mode(ABC):
     @abstractmethod
     def status(self, ctx: Context) -> Answer:
         """What runs, against what should; code 1 where they differ."""
+
+    @abstractmethod
+    def metrics(self, ctx: Context) -> str:
+        """This host's metrics in Prometheus' text format."""
 
     @abstractmethod
     def render(self, ctx: Context, root: Path, dry_run: bool) -> dict[Path, str]:

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import balance, front, nginx, paths, remote, status, templates, units
+from .. import balance, front, metrics, nginx, paths, remote, status, templates, units
 from ..config import Settings
 from ..context import Context
 from ..errors import DograhError
@@ -77,7 +77,7 @@ class Survey:
 
 class Edge(Mode):
     name = "edge"
-    host_units = (paths.CLUSTER_UNIT, paths.CLUSTER_TIMER)
+    host_units = (paths.CLUSTER_UNIT, paths.CLUSTER_TIMER, *Mode.host_units)
     runs_workers = False
 
     # -- the verbs ---------------------------------------------------------------------
@@ -174,6 +174,9 @@ class Edge(Mode):
                            status.generations_text(ctx.settings, generations))
         return Answer(text, data, 1 if mismatches else 0)
 
+    def metrics(self, ctx: Context) -> str:
+        return metrics.for_edge(ctx, recorded_upstream(ctx), self.survey(ctx))
+
     def render(self, ctx: Context, root: Path, dry_run: bool) -> dict[Path, str]:
         """The edge's own units and its site, with the upstream it recorded."""
         upstream = recorded_upstream(ctx)
@@ -238,9 +241,8 @@ class Edge(Mode):
     def edge_units(self, ctx: Context) -> None:
         """The edge's own units: dograh.target and the timer that follows the hosts."""
         units.install(ctx.host, units.by_name(self.unit_files(ctx)))
-        names = sorted({paths.TARGET, *self.host_units})
-        ctx.systemd.enable(names)
-        ctx.systemd.start_no_block([paths.TARGET, paths.CLUSTER_TIMER])
+        ctx.systemd.enable([paths.TARGET, *self.started_units])
+        ctx.systemd.start_no_block([paths.TARGET, *self.started_units])
 
     def survey(self, ctx: Context) -> Survey:
         """Every host's report, all at once."""

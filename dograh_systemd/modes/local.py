@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .. import devops_secret, operation, plan, preflight, status, templates, units
+from .. import devops_secret, metrics, operation, plan, preflight, status, templates, units
 from ..config import Settings
 from ..context import Context
 from ..errors import DograhError
@@ -78,6 +78,9 @@ class LocalFleet(Mode):
         found = self.collect(ctx)
         return Answer(status.text(ctx.settings, found), self.status_data(ctx, found),
                       1 if found.mismatches else 0)
+
+    def metrics(self, ctx: Context) -> str:
+        return metrics.for_fleet(ctx, self.collect(ctx))
 
     def collect(self, ctx: Context) -> status.FleetStatus:
         record = recorded(ctx)

@@ -334,6 +334,9 @@ class FakeHost(Host):
         if name == paths.FIREWALL_UNIT:
             unit.active, unit.sub, self.nft_table = "active", "exited", True
             return
+        if name.endswith(".timer"):
+            unit.active, unit.sub = "active", "waiting"
+            return
         unit.active, unit.sub = "activating", "start"
 
     def _stop(self, name: str) -> None:

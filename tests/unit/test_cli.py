@@ -16,7 +16,7 @@ def test_render_to_a_staging_root(host: FakeHost, tmp_path: Path) -> None:
     root = tmp_path / "stage"
     code, _, err = host.dograhctl("render", "--root", str(root))
     assert code == 0
-    assert "9 file(s) changed" in err
+    assert "11 file(s) changed" in err
     assert str(paths.NGINX_CAPACITY) in err  # nginx runs here: its limits are raised
     upstream = (root / "etc/nginx/dograh/upstream.conf").read_text()
     assert upstream.count("server 127.0.0.1:") == 3

@@ -30,7 +30,7 @@ SINGLETONS = ["dograh-ari-manager.service", "dograh-campaign-orchestrator.servic
 
 
 def whole_fleet(api: list[str]) -> list[str]:
-    return sorted([*api, "dograh-arq@1.service", *SINGLETONS])
+    return sorted([*api, "dograh-arq@1.service", *SINGLETONS, paths.METRICS_TIMER])
 
 
 def scale(host: FakeHost, workers: int | None, drain: float | None = 300,
