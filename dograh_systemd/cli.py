@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import wraps
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-from . import __version__, config, modes, paths, uninstall, values
+from . import __version__, config, modes, paths, releases, uninstall, values
 from . import doctor as doctor_checks
 from .config import ConfigError, Settings
 from .context import Context
@@ -25,7 +25,7 @@ from .errors import DograhError
 from .facts import gather
 from .host import Host
 from .host.lock import WAIT, Busy
-from .modes import Answer, Change
+from .modes import Answer, Change, ReleaseRequest
 from .roles import API, ROLES, Kind
 
 POOLS = {role.name: role for role in ROLES if role.kind is Kind.POOL}
@@ -96,11 +96,11 @@ def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         chosen = options()
         try:
-            settings = config.load(chosen.config, files=chosen.host.files)
+            ctx = handed(chosen)
         except ConfigError as exc:
             fail(str(exc))
-        ctx = Context(settings, report, chosen.host, gather(chosen.host),
-                      modes.choose(settings))
+        except DograhError as exc:
+            fail(str(exc))
         try:
             return command(ctx, *args, **kwargs)
         except Busy as exc:
@@ -108,6 +108,14 @@ def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
         except DograhError as exc:
             fail(str(exc))
     return wrapper
+
+
+def handed(chosen: Options) -> Context:
+    """The settings of the config file, for the release the fleet runs if it runs one."""
+    settings = config.load(chosen.config, files=chosen.host.files)
+    ctx = Context(settings, report, chosen.host, gather(chosen.host), modes.choose(settings))
+    running = releases.deployed(ctx)
+    return replace(ctx, settings=releases.settings_for(ctx, running)) if running else ctx
 
 
 def locked(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -283,6 +291,90 @@ def restart(ctx: Context, force: bool, background: bool, stage: bool, as_json: b
     with ctx.host.lock(report, options().lock_wait):
         answer = ctx.mode.restart(ctx, change)
     emit(answer, as_json)
+
+
+@main.group()
+def release() -> None:
+    """Make releases: immutable versions of the app, each with its own venv."""
+
+
+@release.command("make")
+@click.argument("source", required=False)
+@click.option("--ref", metavar="REF", help="A branch, tag or commit [default: "
+              "DOGRAH_SOURCE_REF, else the default branch].")
+@click.option("--layout", type=click.Choice(config.LAYOUTS),
+              help="How to build and run it [default: DOGRAH_SOURCE_LAYOUT, dograh].")
+@click.option("--id", "release_id", metavar="ID", help="Its name [default: when it is made, "
+              "e.g. 20261203-081500]; an edge names it for all its hosts.")
+@json_option
+@needs_root
+@pass_context
+def release_make(ctx: Context, source: str | None, ref: str | None, layout: str | None,
+                 release_id: str | None, as_json: bool) -> None:
+    """Make a release from SOURCE (default: DOGRAH_SOURCE): a git repository (URL or
+    path, with its submodules) or a directory, fetched and built by the build user
+    into a directory of its own, checked as the service user, then ready to deploy.
+    Nothing that runs changes."""
+    try:
+        request = ReleaseRequest(
+            source=values.optional_source(source or "") if source else None,
+            ref=values.git_ref(ref) if ref is not None else None, layout=layout,
+            id=values.release_id(release_id) if release_id else None)
+    except ValueError as exc:
+        fail(f"release make: {exc or 'a bad argument'}")
+    emit(ctx.mode.make_release(ctx, request), as_json)
+
+
+@main.command("releases")
+@json_option
+@pass_context
+def releases_command(ctx: Context, as_json: bool) -> None:
+    """The releases on this host: name, version, state, when built, size, source, and
+    which one runs, ran before, or is still in use."""
+    emit(ctx.mode.releases(ctx), as_json)
+
+
+@main.command()
+@click.argument("release_name", metavar="[RELEASE]", required=False)
+@click.option("--in-place", is_flag=True, help="Back to the config's app (DOGRAH_CHECKOUT, "
+              "DOGRAH_APP_DIR), out of releases.")
+@click.option("--force", is_flag=True, help="Start the new band even when memory looks short.")
+@json_option
+@drain_options
+@needs_root
+@pass_context
+@locked
+def deploy(ctx: Context, release_name: str | None, in_place: bool, force: bool,
+           as_json: bool, drain_timeout: int | None, no_drain: bool) -> None:
+    """Move every process onto RELEASE (default: the newest ready), dropping no call:
+    its migrations first, then a new band of API workers, nginx switches, the old band
+    drains and stops, then the ARQ workers and singletons."""
+    if in_place and release_name:
+        fail("deploy: give a RELEASE or --in-place, not both")
+    try:
+        release_id = None if in_place else values.release_id(release_name) if release_name \
+            else ""
+    except ValueError:
+        fail(f"deploy: {release_name!r} is not a release name")
+    change = Change(force=force, drain_timeout=drain_limit(ctx.settings, drain_timeout,
+                                                           no_drain))
+    emit(ctx.mode.deploy(ctx, change, release_id), as_json)
+
+
+@main.command()
+@click.option("--force", is_flag=True, help="Even when the newer release ran migrations the "
+              "older one does not know.")
+@json_option
+@drain_options
+@needs_root
+@pass_context
+@locked
+def rollback(ctx: Context, force: bool, as_json: bool, drain_timeout: int | None,
+             no_drain: bool) -> None:
+    """Move every process back onto the release that ran before, dropping no call."""
+    change = Change(drain_timeout=drain_limit(ctx.settings, drain_timeout, no_drain),
+                    unknown_migrations=force)
+    emit(ctx.mode.rollback(ctx, change), as_json)
 
 
 @main.command()

@@ -47,6 +47,29 @@ EXAMPLE_LAYOUT = {
 DOGRAH_DRAIN_TIMEOUT = 1260
 
 
+@dataclass(frozen=True)
+class Deployed:
+    """The release the fleet runs, as the config sees it: the release is the app."""
+
+    id: str
+    directory: Path
+    layout: str  # "dograh" (Dograh's layout and commands) or "app" (DOGRAH_APP's)
+
+
+# A release's layout: Dograh's (its commands, registry and migrations), or any app's.
+LAYOUTS = ("dograh", "app")
+
+
+def release_layout(release: Deployed) -> dict[str, str]:
+    """Defaults for a fleet on ``release``: its directory and its own venv; the app's
+    environment comes from the env files here, never from the release."""
+    directory = str(release.directory)
+    if release.layout == "dograh":
+        return {**dograh_layout(directory), "DOGRAH_ENV_FILES": ""}
+    return {"DOGRAH_APP": "", "DOGRAH_APP_DIR": directory,
+            "DOGRAH_PYTHON": f"{directory}/venv/bin/python", "DOGRAH_ENV_FILES": ""}
+
+
 def dograh_layout(checkout: str) -> dict[str, str]:
     return {
         "DOGRAH_APP": "api.app:app",
@@ -109,6 +132,16 @@ class Settings:
     call_memory_kb: int
     drain_timeout: int
     checkout: Path | None
+    # Releases: where they are made from, how, and how many are kept.
+    source: str | None
+    source_ref: str
+    source_layout: str
+    build_command: tuple[str, ...]
+    build_python: Path
+    keep_releases: int
+    migrations_dir: str | None
+    # The release the fleet runs, if it runs one.
+    release: Deployed | None = None
 
     def role(self, name: str) -> RoleSettings:
         return self.roles[name]
@@ -169,9 +202,10 @@ def config_path(explicit: str | None = None) -> Path:
     return path
 
 
-def load(path: Path, roles: tuple[Role, ...] = ROLES, files: Files | None = None) -> Settings:
-    """Read and validate ``path`` (on ``files``, this machine's by default); a missing
-    default file means all defaults."""
+def load(path: Path, roles: tuple[Role, ...] = ROLES, files: Files | None = None,
+         release: Deployed | None = None) -> Settings:
+    """Read and validate ``path`` (on ``files``, this machine's by default) for a fleet on
+    ``release``, if it runs one; a missing default file means all defaults."""
     files = files or Files()
     try:
         text = files.read(path)
@@ -181,7 +215,7 @@ def load(path: Path, roles: tuple[Role, ...] = ROLES, files: Files | None = None
         if path != DEFAULT_CONFIG:
             raise ConfigError(f"{path}: no such config file")
         text = ""
-    return parse(path, _values(text), roles)
+    return parse(path, _values(text), roles, release)
 
 
 def read_env(files: Files, path: Path) -> dict[str, str]:
@@ -249,6 +283,21 @@ KEYS = (
     Key("DOGRAH_CALL_MEMORY_KB", "call_memory_kb", values.int_in(1, 1 << 20),
         "an integer 1..1048576 (KB)", "64"),
     Key("DRAIN_TIMEOUT", "drain_timeout", values.int_in(0, 86400), "seconds, 0..86400", "300"),
+    Key("DOGRAH_SOURCE", "source", values.optional_source,
+        "a git repository (URL or absolute path) or a directory, or empty"),
+    Key("DOGRAH_SOURCE_REF", "source_ref", values.git_ref,
+        "a branch, tag or commit, or empty for the default branch"),
+    Key("DOGRAH_SOURCE_LAYOUT", "source_layout", values.choice(*LAYOUTS), " | ".join(LAYOUTS),
+        "dograh"),
+    Key("DOGRAH_BUILD_COMMAND", "build_command", values.optional_command,
+        "a command line, or empty for the layout's own build"),
+    Key("DOGRAH_BUILD_PYTHON", "build_python", values.absolute_path,
+        "the absolute path of the Python a release's venv is made with", "/usr/bin/python3"),
+    Key("DOGRAH_KEEP_RELEASES", "keep_releases", values.int_in(1, 100), "an integer 1..100",
+        "3"),
+    Key("DOGRAH_MIGRATIONS_DIR", "migrations_dir",
+        lambda v: values.relative_path(v) if v else None,
+        "a path inside a release, or empty: the layout's (Dograh: api/alembic/versions)"),
 )
 CHECKOUT_KEY = Key("DOGRAH_CHECKOUT", "checkout",
                    lambda v: values.absolute_path(v) if v else None,
@@ -262,7 +311,10 @@ def package_keys(roles: tuple[Role, ...] = ROLES) -> frozenset[str]:
     return frozenset(key.name for key in (CHECKOUT_KEY, *KEYS)) | role_keys
 
 
-def parse(path: Path, raw: Mapping[str, str], roles: tuple[Role, ...] = ROLES) -> Settings:
+def parse(path: Path, raw: Mapping[str, str], roles: tuple[Role, ...] = ROLES,
+          release: Deployed | None = None) -> Settings:
+    """The settings of ``raw`` (read from ``path``), for a fleet on ``release`` if it
+    runs one."""
     def get(key: str, default: str, parse_value: Callable[[str], T], allowed: str) -> T:
         value = raw.get(key, default).strip()
         try:
@@ -275,8 +327,17 @@ def parse(path: Path, raw: Mapping[str, str], roles: tuple[Role, ...] = ROLES) -
     def read(key: Key, layout: Mapping[str, str] = EXAMPLE_LAYOUT) -> Any:
         return get(key.name, layout.get(key.name, key.default), key.parse, key.allowed)
 
-    checkout = read(CHECKOUT_KEY)
-    layout = dograh_layout(str(checkout)) if checkout else EXAMPLE_LAYOUT
+    if release is None:
+        checkout = read(CHECKOUT_KEY)
+        layout = dograh_layout(str(checkout)) if checkout else EXAMPLE_LAYOUT
+    else:
+        for key in ("DOGRAH_CHECKOUT", "DOGRAH_APP_DIR", "DOGRAH_PYTHON"):
+            if raw.get(key, "").strip():
+                raise ConfigError(f"{path}: {key} is set, but the fleet runs release "
+                                  f"{release.id}, which is the app: remove {key} (or leave "
+                                  "releases with: dograhctl deploy --in-place)")
+        checkout = release.directory if release.layout == "dograh" else None
+        layout = release_layout(release)
 
     def role_settings(role: Role) -> RoleSettings:
         command: tuple[str, ...] = ()
@@ -298,7 +359,7 @@ def parse(path: Path, raw: Mapping[str, str], roles: tuple[Role, ...] = ROLES) -
                         f"an integer {role.count_min}..{role.count_max}")
         return RoleSettings(role, count, command)
 
-    settings = Settings(config_path=path, checkout=checkout,
+    settings = Settings(config_path=path, checkout=checkout, release=release,
                         roles={role.name: role_settings(role) for role in roles},
                         **{key.field: read(key, layout) for key in KEYS})
     _check_together(path, raw, settings)

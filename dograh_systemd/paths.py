@@ -26,8 +26,14 @@ DIGEST_KEY = STATE_DIR / "digest.key"
 
 # The lock lives in a directory only root can enter: no other user can hold,
 # replace or pre-create it (unlike a file in the world-writable /run/lock).
+# Release builds take one of their own: a build takes minutes and moves no
+# process, so the fleet's commands go on meanwhile.
 RUN_DIR = Path("/run/dograh-systemd")
 LOCK = RUN_DIR / "lock"
+RELEASES_LOCK = RUN_DIR / "releases.lock"
+
+# Releases of the app: one directory each, and a description beside it.
+RELEASES_DIR = STATE_DIR / "releases"
 
 # A Dograh checkout's DOGRAH_DEVOPS_SECRET, when dograhctl made it: not a
 # conffile (a maintainer script must not edit those), read after every other

@@ -19,7 +19,7 @@ from .upstream import Member, dial_address
 
 @dataclass(frozen=True)
 class Request:
-    verb: str                       # "scale" or "restart"
+    verb: str                       # "scale", "restart", or "deploy" (another release)
     api_workers: int | None = None  # None: the config's FASTAPI_WORKERS
     # Per pool role, its count; a role left out keeps the count it has (or
     # takes the config's when it has none yet, or when api_workers is None too).
@@ -56,7 +56,7 @@ def _rolling_roles(settings: Settings, current: Fleet, request: Request,
     rolling = [name for name, role_settings in settings.roles.items()
                if role_settings.role.kind is not Kind.MIGRATION and current.of(name)
                and role_settings.count
-               and (request.verb == "restart"
+               and (request.verb in ("restart", "deploy")
                     or current.definitions.get(name) != definitions.get(name))]
     migration = [name for name, role_settings in settings.roles.items()
                  if role_settings.role.kind is Kind.MIGRATION and role_settings.count]
@@ -82,8 +82,11 @@ def _target(settings: Settings, current: Fleet, request: Request, roll: tuple[st
             units[name] = tuple(role.instance(index) for index in range(1, count + 1))
         else:
             units[name] = (role.unit_file,) if _runs(settings, request, name) else ()
+    release = settings.release.id if settings.release else ""
     return Fleet(units=units, upstream=upstream, definitions=dict(definitions),
-                 base_port=settings.base_port)
+                 base_port=settings.base_port, release=release,
+                 previous_release=current.previous_release if release == current.release
+                 else current.release)
 
 
 def _runs(settings: Settings, request: Request, name: str) -> bool:

@@ -41,6 +41,10 @@ class Fleet:
     definitions: Mapping[str, str] = field(default_factory=dict)
     # The UVICORN_BASE_PORT the API workers' bands come from (0: not recorded yet).
     base_port: int = 0
+    # The release the processes run ("": the config's app, in place), and the one
+    # before it, which a rollback goes back to.
+    release: str = ""
+    previous_release: str = ""
 
     def of(self, role: str) -> tuple[str, ...]:
         return self.units.get(role, ())
@@ -125,6 +129,7 @@ UnitName = schema.constr(strict=True, regex=r"^dograh-[a-z0-9-]{1,60}(@[0-9]{1,5
 UnitFileName = schema.constr(strict=True,
                              regex=r"^dograh(-[a-z0-9-]{1,60}@?)?\.(service|target|timer)$")
 RoleName = schema.constr(strict=True, regex=r"^[a-z][a-z0-9-]{0,60}$")
+ReleaseName = schema.constr(strict=True, regex=r"^([0-9A-Za-z][0-9A-Za-z._+-]{0,80})?$")
 Text = schema.constr(strict=True, max_length=1 << 20)
 Seconds = schema.confloat(allow_inf_nan=False, ge=0)
 NginxFile = Literal[tuple(str(p) for p in (paths.NGINX_SITE, paths.NGINX_UPSTREAM,  # type: ignore[valid-type]
@@ -146,6 +151,8 @@ class _Fleet(schema.Strict):
     upstream: schema.conlist(_Member, max_items=256)  # type: ignore[valid-type]
     definitions: dict[RoleName, schema.constr(strict=True, regex=r"^[0-9a-f]{16}$")]  # type: ignore[valid-type]
     base_port: schema.conint(strict=True, ge=0, le=65535) = 0  # type: ignore[valid-type]
+    release: ReleaseName = ""  # type: ignore[valid-type]
+    previous_release: ReleaseName = ""  # type: ignore[valid-type]
 
 
 class _Operation(schema.Strict):
@@ -184,13 +191,15 @@ def _fleet_data(fleet: Fleet) -> dict[str, Any]:
     return {"units": {role: list(units) for role, units in fleet.units.items()},
             "upstream": [{"address": m.address, "port": m.port, "weight": m.weight}
                          for m in fleet.upstream],
-            "definitions": dict(fleet.definitions), "base_port": fleet.base_port}
+            "definitions": dict(fleet.definitions), "base_port": fleet.base_port,
+            "release": fleet.release, "previous_release": fleet.previous_release}
 
 
 def _fleet(data: _Fleet) -> Fleet:
     return Fleet(units={role: tuple(units) for role, units in data.units.items()},
                  upstream=tuple(Member(m.address, m.port, m.weight) for m in data.upstream),
-                 definitions=dict(data.definitions), base_port=data.base_port)
+                 definitions=dict(data.definitions), base_port=data.base_port,
+                 release=data.release, previous_release=data.previous_release)
 
 
 def _operation_data(op: Operation) -> dict[str, Any]:

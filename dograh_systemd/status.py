@@ -45,6 +45,9 @@ class FleetStatus:
     configured: dict[str, int]
     roles: dict[str, list[InstanceStatus]]
     upstream: list[int]
+    # The release the processes run ("": the config's app, in place), and the one before.
+    release: str
+    previous_release: str
     operation: str | None
     # The last deploy run in the background (dograh-deploy.service), if any.
     deploy: str | None
@@ -131,6 +134,7 @@ def collect(ctx: Context, record: Record, rendered: Mapping[str, str], waiting: 
     return FleetStatus(
         configured={name: r.count for name, r in settings.roles.items()},
         roles=listing, upstream=sorted(m.port for m in fleet.upstream),
+        release=fleet.release, previous_release=fleet.previous_release,
         operation=f"{record.operation.verb} ({record.operation.phase.value})"
         if record.operation else None,
         deploy=deploy, capacity=_capacity(ctx, fleet), mismatches=mismatches,
@@ -142,6 +146,10 @@ def text(settings: Settings, fleet: FleetStatus) -> str:
     """``status`` for people."""
     lines = ["Configured: " + ", ".join(f"{name} {count}"
                                         for name, count in fleet.configured.items())]
+    if fleet.release:
+        lines.append(f"Release: {fleet.release}"
+                     + (f" (before it: {fleet.previous_release})" if fleet.previous_release
+                        else ""))
     for name, items in fleet.roles.items():
         lines.append(f"{settings.role(name).role.title} ({name}):")
         for item in items:

@@ -191,3 +191,41 @@ def location(value: str) -> str:
     if not re.fullmatch(r"/([A-Za-z0-9_.\-]+/)*", value):
         raise ValueError("")
     return value
+
+
+def relative_path(value: str) -> str:
+    """A path inside a directory: relative, and never out of it."""
+    if value.startswith("/") or ".." in value.split("/") or re.search(r"[\s\"'\\%$;]", value):
+        raise ValueError("")
+    return value.strip("/")
+
+
+_GIT_URL = re.compile(r"(https?|ssh|git|file)://[A-Za-z0-9._~:/?#@!&+=%-]+"
+                      r"|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._~/+-]+")
+
+
+def optional_source(value: str) -> str | None:
+    """Where releases come from: a git URL, or an absolute path (a repository or a
+    plain directory)."""
+    if not value:
+        return None
+    if value.startswith("/"):
+        return str(absolute_path(value))
+    if not _GIT_URL.fullmatch(value):
+        raise ValueError("neither a git URL nor an absolute path")
+    return value
+
+
+def git_ref(value: str) -> str:
+    """A branch, tag or commit as git check-ref-format allows (and never an option)."""
+    if value and (value.startswith("-") or not re.fullmatch(r"[A-Za-z0-9._/+@{}^~-]+", value)
+                  or ".." in value or value.endswith((".", "/", ".lock"))):
+        raise ValueError("")
+    return value
+
+
+def release_id(value: str) -> str:
+    """A release's name: a directory name of letters, digits, '.', '_', '+' and '-'."""
+    if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z._+-]{0,80}", value):
+        raise ValueError(f"{value!r} is not a release name")
+    return value

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from . import schema
 from .config import BAND_OFFSET, MAX_BASE_PORT
+from .record import ReleaseName
 from .roles import MAX_API_WORKERS
 
 FORMAT = 1
@@ -59,6 +60,11 @@ class Cut(schema.Strict):
         schema.constr(strict=True, max_length=300, regex=_PLAIN), max_items=128)
 
 
+class Release(schema.Strict):
+    id: ReleaseName  # type: ignore[valid-type]
+    state: Literal["building", "ready", "failed"]
+
+
 class HostReport(schema.Strict):
     format: Literal[1]
     version: schema.constr(strict=True, regex=r"^[0-9][0-9A-Za-z.+~-]{0,40}$")  # type: ignore[valid-type]
@@ -76,6 +82,9 @@ class HostReport(schema.Strict):
         schema.constr(strict=True, max_length=500, regex=_PLAIN), max_items=128)
     summary: schema.constr(strict=True, max_length=2000, regex=_PLAIN) | None  # type: ignore[valid-type]
     cut: Cut | None
+    # The release its processes run ("": the config's app), and those it has.
+    release: ReleaseName  # type: ignore[valid-type]
+    releases: schema.conlist(Release, max_items=256)  # type: ignore[valid-type]
 
     @schema.root_validator(skip_on_failure=True)
     def _ports_in_the_hosts_bands(cls, values: dict[str, Any]) -> dict[str, Any]:

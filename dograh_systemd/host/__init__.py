@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from .. import paths
 from .commands import Runner, run_here
@@ -56,10 +57,10 @@ class Host:
         return cls(run_here, Files(), Machine(), Clock())
 
     @contextmanager
-    def lock(self, report: Report, wait: float) -> Iterator[None]:
-        """The lock, waited on for ``wait`` seconds at most (else ``lock.Busy``)."""
-        with exclusive(self.files.path(paths.LOCK), report, wait, self.files.owner,
-                       self.clock):
+    def lock(self, report: Report, wait: float, lock: Path = paths.LOCK) -> Iterator[None]:
+        """The lock (the fleet's, or ``lock``), waited on for ``wait`` seconds at most
+        (else ``lock.Busy``)."""
+        with exclusive(self.files.path(lock), report, wait, self.files.owner, self.clock):
             yield
 
     def lock_holder(self) -> str | None:

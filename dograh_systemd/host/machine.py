@@ -80,6 +80,13 @@ class Machine:
             pass
         return None
 
+    def cwd(self, pid: int) -> Path | None:
+        """The working directory of ``pid``: where a process runs from."""
+        try:
+            return Path(os.readlink(f"/proc/{pid}/cwd"))
+        except OSError:
+            return None
+
     def open_file_limits(self, pid: int) -> tuple[int, int] | None:
         """(soft, hard) "Max open files" of a process: what systemd reports for a unit is
         what it asked for, not what the process got."""

@@ -42,6 +42,19 @@ class Change:
     gone: frozenset[str] = frozenset()
     # A worker host's: the singletons its edge places here.
     singletons: frozenset[str] | None = None
+    # A rollback's: go back even though the newer release ran migrations the older
+    # one does not know.
+    unknown_migrations: bool = False
+
+
+@dataclass(frozen=True)
+class ReleaseRequest:
+    """What ``release make`` asks for."""
+
+    source: str | None        # None: DOGRAH_SOURCE
+    ref: str | None           # None: DOGRAH_SOURCE_REF
+    layout: str | None        # None: DOGRAH_SOURCE_LAYOUT
+    id: str | None = None     # None: a new one (an edge names it for all its hosts)
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,23 @@ class Mode(ABC):
     @abstractmethod
     def status(self, ctx: Context) -> Answer:
         """What runs, against what should; code 1 where they differ."""
+
+    @abstractmethod
+    def make_release(self, ctx: Context, request: ReleaseRequest) -> Answer:
+        """Build a release, ready to deploy, moving no process."""
+
+    @abstractmethod
+    def releases(self, ctx: Context) -> Answer:
+        """The releases on this host (or on each worker host)."""
+
+    @abstractmethod
+    def deploy(self, ctx: Context, change: Change, release: str | None) -> Answer:
+        """Every process onto ``release`` (None: back to the config's app, in place),
+        dropping no call."""
+
+    @abstractmethod
+    def rollback(self, ctx: Context, change: Change) -> Answer:
+        """Every process back onto the release before, dropping no call."""
 
     @abstractmethod
     def metrics(self, ctx: Context) -> str:

@@ -34,7 +34,18 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import balance, front, metrics, nginx, paths, remote, status, templates, units
+from .. import (
+    balance,
+    front,
+    metrics,
+    nginx,
+    paths,
+    releases,
+    remote,
+    status,
+    templates,
+    units,
+)
 from ..config import Settings
 from ..context import Context
 from ..errors import DograhError
@@ -44,7 +55,7 @@ from ..remote import Host
 from ..roles import Kind
 from ..upstream import Member, Route
 from ..wire import HostReport, Trouble
-from . import Answer, Change, Mode
+from . import Answer, Change, Mode, ReleaseRequest
 
 STATUS_TIMEOUT = 30
 START_TIMEOUT = 300
@@ -123,6 +134,96 @@ class Edge(Mode):
         front.certify(ctx, recorded_upstream(ctx))
         return self.answer(ctx, survey, "restarted: ")
 
+    def make_release(self, ctx: Context, request: ReleaseRequest) -> Answer:
+        """The same release, under the same name, built on every worker host at once;
+        one host that cannot build it fails the command, before anything is deployed."""
+        settings = ctx.settings
+        source = request.source or settings.source
+        if not source:
+            raise DograhError("no source to make a release from: give one, or set "
+                              "DOGRAH_SOURCE")
+        remote.check_key(ctx)
+        survey = self.survey(ctx)
+        release_id = request.id or releases.new_id(ctx)
+        ref = settings.source_ref if request.ref is None else request.ref
+        args = ["release", "make", source, "--ref", ref, "--id", release_id,
+                "--layout", request.layout or settings.source_layout]
+        ctx.report(f"making release {release_id} on {', '.join(h.name for h in survey.reports)}")
+        self.each(ctx, survey, {host: args for host in survey.reports},
+                  releases.BUILD_TIMEOUT + 120)
+        missing = self.lacking(survey, release_id)
+        if missing:
+            raise DograhError(f"release {release_id} is not ready on {'; '.join(missing)}; "
+                              "nothing was deployed")
+        return Answer(f"release {release_id} is ready on {len(survey.reports)} host(s)",
+                      self.releases_data(survey))
+
+    def releases(self, ctx: Context) -> Answer:
+        survey = self.survey(ctx)
+        lines = []
+        for host, report in survey.reports.items():
+            lines.append(f"Host {host}: runs {report.release or 'its config app, in place'}")
+            lines += [f"  {release.id:20} {release.state}" for release in report.releases]
+        lines += [f"Host {host}: {trouble.why}" for host, trouble in survey.trouble.items()]
+        return Answer("\n".join(lines), self.releases_data(survey))
+
+    def deploy(self, ctx: Context, change: Change, release: str | None) -> Answer:
+        """Host by host onto the release every host has ready, dropping no call; when one
+        host lacks it, none moves."""
+        self.check_options(ctx, change)
+        self.prepare(ctx)
+        survey = self.survey(ctx)
+        self.settle(ctx, survey)
+        if release == "":
+            common = set.intersection(*({r.id for r in report.releases if r.state == "ready"}
+                                        for report in survey.reports.values())) \
+                if survey.reports else set()
+            if not common:
+                raise DograhError("no release is ready on every host; make one with: "
+                                  "dograhctl release make")
+            release = max(common)
+        if release is not None:
+            missing = self.lacking(survey, release)
+            if missing:
+                raise DograhError(f"release {release} is not ready on {'; '.join(missing)}; "
+                                  "no host moved")
+        args = ["deploy", *([release] if release else ["--in-place"]),
+                *drain_args(change.drain_timeout)]
+        for host in list(survey.reports):
+            if host in survey.reports and survey.reports[host].units:
+                ctx.report(f"{host}: deploying {release or 'its config app, in place'}")
+                self.change(ctx, survey, {host: args}, change.drain_timeout)
+        return self.answer(ctx, survey, "deployed: ")
+
+    def rollback(self, ctx: Context, change: Change) -> Answer:
+        """Host by host back onto the release each ran before."""
+        self.check_options(ctx, change)
+        self.prepare(ctx)
+        survey = self.survey(ctx)
+        self.settle(ctx, survey)
+        args = ["rollback", *drain_args(change.drain_timeout),
+                *(["--force"] if change.unknown_migrations else [])]
+        for host in list(survey.reports):
+            ctx.report(f"{host}: rolling back")
+            self.change(ctx, survey, {host: args}, change.drain_timeout)
+        return self.answer(ctx, survey, "rolled back: ")
+
+    @staticmethod
+    def lacking(survey: Survey, release: str) -> list[str]:
+        """The hosts that do not have ``release`` ready, and why."""
+        missing = [f"{host.name} ({trouble.why})" for host, trouble in survey.trouble.items()]
+        missing += [f"{host.name} (it is {state})" for host, report in survey.reports.items()
+                    if (state := next((r.state for r in report.releases if r.id == release),
+                                      "missing")) != "ready"]
+        return missing
+
+    @staticmethod
+    def releases_data(survey: Survey) -> object:
+        return {"hosts": {host.name: {"release": report.release,
+                                      "releases": [r.dict() for r in report.releases]}
+                          for host, report in survey.reports.items()},
+                "down": {host.name: trouble.why for host, trouble in survey.trouble.items()}}
+
     def resume(self, ctx: Context, switched: bool) -> Answer:
         """Finish what interrupted commands left on the hosts."""
         survey = self.survey(ctx)
@@ -185,7 +286,7 @@ class Edge(Mode):
         rendered = {path: text for path, text in self.unit_files(ctx).items()}
         if upstream:
             rendered.update(front.render(ctx, upstream))
-        target = Files(root, ctx.files.owner) if root != Path("/") else ctx.files
+        target = Files(root, ctx.files.owner, ctx.files.chown) if root != Path("/") else ctx.files
         changes = target.changed(rendered)
         if dry_run:
             for path, text in changes.items():

@@ -8,14 +8,27 @@ subclass.
 
 from __future__ import annotations
 
+import datetime
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .. import devops_secret, metrics, operation, plan, preflight, status, templates, units
+from .. import (
+    devops_secret,
+    metrics,
+    operation,
+    paths,
+    plan,
+    preflight,
+    releases,
+    status,
+    templates,
+    units,
+)
 from ..config import Settings
 from ..context import Context
 from ..errors import DograhError
+from ..host import lock
 from ..host.files import Files, unified_diff
 from ..operation import Outcome
 from ..plan import Request, ports_of
@@ -23,7 +36,7 @@ from ..record import Fleet, Operation, Record
 from ..roles import Kind
 from ..upstream import Member, dial_address
 from ..worker import contract
-from . import Answer, Change, Mode
+from . import Answer, Change, Mode, ReleaseRequest
 
 
 class LocalFleet(Mode):
@@ -48,25 +61,111 @@ class LocalFleet(Mode):
     def restart(self, ctx: Context, change: Change) -> Answer:
         """A fleet the admin stopped (systemctl stop dograh.target) is not started:
         its units are updated, and it stays stopped."""
+        return self.replace_every_process(ctx, change, "restart", ctx)
+
+    def deploy(self, ctx: Context, change: Change, release: str | None) -> Answer:
+        target = None
+        if release is not None:
+            target = releases.described(ctx, release) if release else releases.newest_ready(ctx)
+            if target.state != "ready":
+                raise DograhError(f"release {target.id} is {target.state}, not ready"
+                                  + (f": {target.why}" if target.why else ""))
+        onto = replace(ctx, settings=releases.settings_for(ctx, target))
+        return self.replace_every_process(ctx, change, "deploy", onto)
+
+    def rollback(self, ctx: Context, change: Change) -> Answer:
+        fleet = self.settled(ctx).fleet
+        if not fleet.previous_release:
+            raise DograhError("there is no release to roll back to: the fleet ran no other "
+                              "release before this one")
+        newer = releases.described(ctx, fleet.release) if fleet.release else None
+        older = releases.described(ctx, fleet.previous_release)
+        unknown = releases.unknown_migrations(newer, older) if newer else []
+        if unknown and not change.unknown_migrations:
+            raise DograhError(f"release {newer.id if newer else ''} ran migrations that "
+                              f"{older.id} does not know ({', '.join(unknown)}): {older.id} "
+                              "may not run against the database as it is now; roll back "
+                              "anyway with: dograhctl rollback --force")
+        if unknown:
+            ctx.report(f"warning: {older.id} does not know the migrations "
+                       f"{', '.join(unknown)}; rolling back because of --force")
+        return self.deploy(ctx, change, older.id)
+
+    def make_release(self, ctx: Context, request: ReleaseRequest) -> Answer:
+        settings = ctx.settings
+        source = request.source or settings.source
+        if not source:
+            raise DograhError("no source to make a release from: give one, or set "
+                              "DOGRAH_SOURCE")
+        release_id = request.id or releases.new_id(ctx)
+        with ctx.host.lock(ctx.report, 0, paths.RELEASES_LOCK):
+            release = releases.make(ctx, source, settings.source_ref if request.ref is None
+                                    else request.ref,
+                                    request.layout or settings.source_layout, release_id)
+        with ctx.host.lock(ctx.report, lock.WAIT):
+            self.prune(ctx)
+        return Answer(f"release {release.id} is ready: {release.version} from {source}, "
+                      f"{release.size // (1 << 20)} MiB", self.releases_data(ctx))
+
+    def releases(self, ctx: Context) -> Answer:
+        fleet = recorded(ctx).fleet
+        busy = releases.in_use(ctx)
+        lines = []
+        for release in releases.listing(ctx):
+            marks = [mark for mark, applies in (("current", release.id == fleet.release),
+                                                ("previous", release.id == fleet.previous_release),
+                                                ("in use", release.id in busy)) if applies]
+            built = datetime.datetime.fromtimestamp(release.built, datetime.UTC)
+            lines.append(f"{release.id:20} {release.version:24} {release.state:8} "
+                         f"{built:%Y-%m-%d %H:%M}Z {release.size / (1 << 20):7.1f} MiB  "
+                         f"{release.source}{'@' + release.ref if release.ref else ''}"
+                         + (f"  ({', '.join(marks)})" if marks else "")
+                         + (f"\n  {release.why}" if release.why else ""))
+        return Answer("\n".join(lines) or "no releases yet (dograhctl release make)",
+                      self.releases_data(ctx))
+
+    def prune(self, ctx: Context) -> None:
+        """Releases past DOGRAH_KEEP_RELEASES go, never one that runs or ran last."""
+        fleet = recorded(ctx).fleet
+        removed = releases.prune(ctx, ctx.settings.keep_releases,
+                                 {fleet.release, fleet.previous_release})
+        if removed:
+            ctx.report(f"removed release(s) {', '.join(removed)} (DOGRAH_KEEP_RELEASES="
+                       f"{ctx.settings.keep_releases})")
+
+    def releases_data(self, ctx: Context) -> object:
+        return [release.__dict__ for release in releases.listing(ctx)]
+
+    def replace_every_process(self, ctx: Context, change: Change, verb: str,
+                              onto: Context) -> Answer:
+        """Every process replaced by one on ``onto``'s settings (a restart: the same;
+        a deploy: another release's), dropping no call."""
         self.check_options(change)
         fleet = self.settled(ctx).fleet
         if not fleet.all_units():
             raise DograhError("nothing runs to restart; start the fleet with: dograhctl scale")
-        self.make_secret(ctx)
+        self.make_secret(onto)
         if not any(state.running for state in ctx.systemd.show(fleet.all_units()).values()):
+            if verb == "deploy":
+                raise DograhError("the fleet is stopped: start it (systemctl start "
+                                  "dograh.target) before a deploy")
             self.render(ctx, Path("/"), dry_run=False)
             ctx.report("the fleet is stopped: its units are updated, and it stays stopped "
                        "until: systemctl start dograh.target")
             return Answer("the fleet is stopped; its units are updated",
                           self.report_data(ctx, None))
-        api = ctx.settings.api.role
-        pools = {name: len(fleet.of(name)) for name, r in ctx.settings.roles.items()
+        api = onto.settings.api.role
+        pools = {name: len(fleet.of(name)) for name, r in onto.settings.roles.items()
                  if r.role.kind is Kind.POOL and name in fleet.units}
-        op = self.plan(ctx, fleet, Request("restart", len(fleet.of(api.name)), pools,
-                                           change.drain_timeout,
-                                           self.singletons(ctx, fleet, change), self.api_min))
-        self.preflight(ctx, op, change.force)
-        return self.done(ctx, operation.begin(ctx, op, stage=change.stage), "restarted: ")
+        op = self.plan(onto, fleet, Request(verb, len(fleet.of(api.name)), pools,
+                                            change.drain_timeout,
+                                            self.singletons(onto, fleet, change), self.api_min))
+        self.preflight(onto, op, change.force)
+        answer = self.done(onto, operation.begin(onto, op, stage=change.stage),
+                           {"restart": "restarted: ", "deploy": "deployed: "}[verb])
+        if verb == "deploy" and not answer.text.startswith("staged"):
+            self.prune(onto)
+        return answer
 
     def resume(self, ctx: Context, switched: bool) -> Answer:
         _, outcome = self.finish(ctx, switched)
@@ -99,7 +198,7 @@ class LocalFleet(Mode):
             self.prepare_site(ctx)
         unit_files = self.unit_files(ctx)
         other = self.site_files(ctx, fleet)
-        target = Files(root, ctx.files.owner) if root != Path("/") else ctx.files
+        target = Files(root, ctx.files.owner, ctx.files.chown) if root != Path("/") else ctx.files
         changes = target.changed({**unit_files, **other})
         if dry_run:
             for path, text in changes.items():
@@ -316,6 +415,8 @@ def summary(settings: Settings, outcome: Outcome) -> str:
     stopped = len(before - set(fleet.all_units()))
     text = (", ".join(parts) + ", singletons: " + (", ".join(singletons) or "none")
             + f" (started {started}, stopped {stopped})")
+    if fleet.release:
+        text += f", release {fleet.release}"
     if outcome.cut.calls:
         text += f"; the drain timeout cut {outcome.cut.calls} live call(s)"
     if outcome.cut.uncounted:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, firewall, paths, templates, wire
+from .. import __version__, firewall, paths, releases, templates, wire
 from ..config import Settings
 from ..context import Context
 from ..errors import DograhError
@@ -82,7 +82,7 @@ class WorkerHost(LocalFleet):
                 ctx.report(warning)
 
     def mismatches(self, ctx: Context) -> list[str]:
-        if ctx.files.owner != 0 or firewall.in_place(ctx):
+        if not ctx.host.machine.is_root() or firewall.in_place(ctx):
             return []
         return ["the firewall's nftables table inet dograh is missing: the worker ports are "
                 f"open to the network; put it back with: systemctl restart {paths.FIREWALL_UNIT}"]
@@ -98,6 +98,9 @@ class WorkerHost(LocalFleet):
 
     def report_data(self, ctx: Context, outcome: Outcome | None) -> object:
         return self.report(ctx, self.collect(ctx), outcome)
+
+    def releases_data(self, ctx: Context) -> object:
+        return self.report(ctx, self.collect(ctx), None)
 
     def report(self, ctx: Context, found: FleetStatus, outcome: Outcome | None
                ) -> dict[str, Any]:
@@ -127,7 +130,8 @@ class WorkerHost(LocalFleet):
             "operation": {"verb": op.verb, "phase": op.phase.value, "staged": op.staged,
                           "busy": ctx.host.lock_holder() is not None} if op else None,
             "mismatches": [line[:500] for line in found.mismatches],
-            "summary": None, "cut": None}
+            "summary": None, "cut": None, "release": serving.release,
+            "releases": [{"id": r.id, "state": r.state} for r in releases.listing(ctx)]}
         if outcome is not None:
             report["summary"] = summary(ctx.settings, outcome)
             report["cut"] = {"calls": outcome.cut.calls,

@@ -22,6 +22,7 @@ import io
 import os
 import re
 import shlex
+import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from dograh_systemd.worker import contract
 from dograh_systemd.worker.contract import Load
 
 CONFIG = Path("/etc/dograh/dograh.env")
+REPO = Path(__file__).resolve().parents[2]
 GB = 1 << 30
 
 
@@ -52,6 +54,8 @@ class Unit:
     pid: int = 0
     restarts: int = 0
     load: Load = field(default_factory=lambda: Load(websockets=0, requests=0))
+    # Where its process runs from: its unit file's WorkingDirectory= when it started.
+    cwd: Path | None = None
 
 
 class FakeClock(Clock):
@@ -74,7 +78,7 @@ class FakeFiles(Files):
     """The real file code under a test directory; every write is a step of the log."""
 
     def __init__(self, root: Path, host: FakeHost) -> None:
-        super().__init__(root, owner=os.getuid())
+        super().__init__(root, owner=os.getuid(), chown=False)
         self.host = host
 
     def write_atomic(self, path: Path, text: str, mode: int = 0o644,
@@ -128,6 +132,9 @@ class FakeMachine(Machine):
 
     def rss(self, pid: int) -> int | None:
         return None
+
+    def cwd(self, pid: int) -> Path | None:
+        return next((unit.cwd for unit in self.host.units.values() if unit.pid == pid), None)
 
     def open_file_limits(self, pid: int) -> tuple[int, int] | None:
         return (20_000, 20_000) if pid else None
@@ -257,6 +264,8 @@ class FakeHost(Host):
         raise AssertionError(f"unexpected command {argv}")
 
     def _systemd_run(self, args: list[str]) -> Completed:
+        if "--pipe" in args:
+            return self._run_as_a_service(args)
         unit = next((a.split("=", 1)[1] for a in args if a.startswith("--unit=")), "")
         self.event(f"systemd-run --unit={unit}")
         if unit == paths.DEPLOY_UNIT:
@@ -264,6 +273,29 @@ class FakeHost(Host):
             config = command.index("--config")
             self.background.append(["--config", command[config + 1], *command[config + 2:]])
         return Completed(0, "", "")
+
+    def _run_as_a_service(self, args: list[str]) -> Completed:
+        """``systemd-run --pipe ... -- ARGV`` (a build, a check) run for real, in its
+        WorkingDirectory and Environment under this host's root; the runtime the units
+        import comes from this checkout."""
+        def here(text: str) -> str:
+            return (text.replace(str(paths.RUNTIME_PATH), str(REPO))
+                    .replace(str(paths.STATE_DIR), str(self.files.path(paths.STATE_DIR))))
+
+        argv = [here(arg) for arg in args[args.index("--") + 1:]]
+        properties = [a.removeprefix("--property=") for a in args[:args.index("--")]
+                      if a.startswith("--property=")]
+        cwd = next((here(p.split("=", 1)[1]) for p in properties
+                    if p.startswith("WorkingDirectory=")), None)
+        env = {"PATH": os.environ["PATH"]}
+        for prop in properties:
+            if prop.startswith("Environment="):
+                env.update(pair.split("=", 1) for pair in
+                           shlex.split(here(prop.removeprefix("Environment="))))
+        if cwd and not Path(cwd).is_dir():
+            return Completed(200, "", f"Failed to set up working directory {cwd}\n")
+        result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+        return Completed(result.returncode, result.stdout, result.stderr)
 
     def _nft(self, args: list[str]) -> Completed:
         if args[:2] == ["list", "table"]:
@@ -357,7 +389,14 @@ class FakeHost(Host):
         self.event(f"restart {name}")
         unit = self.units.setdefault(name, Unit())
         unit.active, unit.sub, unit.since = "active", "running", self.clock.now
-        unit.pid = self._pid()
+        unit.pid, unit.cwd = self._pid(), self._working_directory(name)
+
+    def _working_directory(self, name: str) -> Path | None:
+        """WorkingDirectory= of the unit file ``name`` starts from."""
+        template = re.sub(r"@[^.]+\.", "@.", name)
+        found = re.search(r"^WorkingDirectory=(.+)$",
+                          self.files.read(paths.UNIT_DIR / template) or "", re.M)
+        return Path(found.group(1)) if found else None
 
     def _reload_or_restart(self, name: str) -> None:
         self.event(f"reload-or-restart {name}")
@@ -397,7 +436,7 @@ class FakeHost(Host):
                     self.log.append(f"failed {name}")
                 else:
                     unit.active, unit.sub, unit.since = "active", "running", self.clock.now
-                    unit.pid = self._pid()
+                    unit.pid, unit.cwd = self._pid(), self._working_directory(name)
                     self.log.append(f"ready {name}")
             ending = self.ending.get(name)
             if ending is not None and self.clock.now >= ending and not unit.load.idle:

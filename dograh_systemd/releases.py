@@ -1,0 +1,281 @@
+"""Releases: immutable versions of the app, each a directory with its own venv.
+
+A release is made from a source (a git repository, by URL or path, at a ref,
+with its submodules; or a plain directory) into
+/var/lib/dograh-systemd/releases/<id>/, outside the running fleet: fetched
+and built by the build user (``dograh-build``) in a sandbox that may write
+nothing but that directory, then sealed (root's, read-only to everyone
+else), then checked the way the units would run it (the service user, the
+units' environment: the runtime and the app import). Only then is it ready;
+a failed build or check changes nothing that runs and says why in one line.
+
+What each release is lies beside it (<id>.json): its source, ref, commit,
+version, layout, when it was built, its state, its size, and its
+migrations (the files of its migrations directory, which a rollback
+compares). Processes run from the directory of the release their units
+name, so a deploy never changes the code under a running worker; the
+newest DOGRAH_KEEP_RELEASES are kept, and so is any release a process still
+runs from.
+"""
+
+from __future__ import annotations
+
+import datetime
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from . import config, paths, probe, schema
+from .config import Deployed, Settings
+from .context import Context
+from .errors import DograhError
+from .facts import gather
+from .host.commands import Completed
+from .record import ReleaseName, Store
+
+BUILD_USER = "dograh-build"
+# How long a build may take (Dograh's requirements take minutes) and a check.
+BUILD_TIMEOUT = 3600
+CHECK_TIMEOUT = 300
+# Where a layout keeps its migrations, for a rollback to compare.
+MIGRATIONS = {"dograh": "api/alembic/versions", "app": ""}
+LIMIT = 1 << 20
+STATES = ("building", "ready", "failed")
+
+
+@dataclass(frozen=True)
+class Release:
+    id: str
+    source: str
+    ref: str
+    commit: str       # git's, or "" for a plain directory
+    version: str      # git describe, or the directory's name
+    layout: str
+    built: float      # wall clock, seconds
+    state: str
+    why: str = ""     # what failed
+    migrations: tuple[str, ...] = ()
+    size: int = 0
+
+    @property
+    def directory(self) -> Path:
+        return paths.RELEASES_DIR / self.id
+
+    def deployed(self) -> Deployed:
+        return Deployed(self.id, self.directory, self.layout)
+
+
+class _Shape(schema.Strict):
+    id: ReleaseName  # type: ignore[valid-type]
+    source: schema.constr(strict=True, max_length=1000)  # type: ignore[valid-type]
+    ref: schema.constr(strict=True, max_length=200)  # type: ignore[valid-type]
+    commit: schema.constr(strict=True, regex=r"^[0-9a-f]{0,64}$")  # type: ignore[valid-type]
+    version: schema.constr(strict=True, max_length=200)  # type: ignore[valid-type]
+    layout: schema.constr(strict=True, regex=r"^(dograh|app)$")  # type: ignore[valid-type]
+    built: schema.confloat(allow_inf_nan=False, ge=0)  # type: ignore[valid-type]
+    state: schema.constr(strict=True, regex=r"^(building|ready|failed)$")  # type: ignore[valid-type]
+    why: schema.constr(strict=True, max_length=2000)  # type: ignore[valid-type]
+    migrations: schema.conlist(schema.constr(strict=True, max_length=300),  # type: ignore[valid-type]
+                               max_items=10_000)
+    size: schema.conint(strict=True, ge=0)  # type: ignore[valid-type]
+
+
+def described(ctx: Context, release_id: str) -> Release:
+    """What ``release_id`` is; one line when there is no such release."""
+    text = ctx.files.read(_metadata(release_id))
+    if text is None:
+        raise DograhError(f"no release {release_id} on this host (see: dograhctl releases)")
+    try:
+        data = schema.load(_Shape, text, LIMIT)
+    except schema.OutOfShape as exc:
+        raise DograhError(f"{_metadata(release_id)} is damaged ({exc})") from None
+    return Release(**{**data.dict(), "migrations": tuple(data.migrations)})
+
+
+def listing(ctx: Context) -> list[Release]:
+    """Every release on this host, oldest first."""
+    names = [p.name.removesuffix(".json") for p in ctx.files.listing(paths.RELEASES_DIR)
+             if p.name.endswith(".json")]
+    return sorted((described(ctx, name) for name in names), key=lambda r: (r.built, r.id))
+
+
+def newest_ready(ctx: Context) -> Release:
+    ready = [release for release in listing(ctx) if release.state == "ready"]
+    if not ready:
+        raise DograhError("no release is ready; make one with: dograhctl release make")
+    return ready[-1]
+
+
+def new_id(ctx: Context) -> str:
+    """A release's name: when it was made, to the second."""
+    stamp = datetime.datetime.fromtimestamp(ctx.clock.time(), datetime.UTC)
+    return stamp.strftime("%Y%m%d-%H%M%S")
+
+
+def make(ctx: Context, source: str, ref: str, layout: str, release_id: str) -> Release:
+    """Fetch, build, seal and check a release; its description, ready or failed."""
+    files = ctx.files
+    if files.exists(_metadata(release_id)) or files.exists(paths.RELEASES_DIR / release_id):
+        raise DograhError(f"release {release_id} exists already")
+    release = Release(release_id, source, ref, "", "", layout, ctx.clock.time(), "building")
+    _save(ctx, release)
+    files.make_directory(paths.RELEASES_DIR)
+    files.hand_over(release.directory, BUILD_USER)
+    try:
+        ctx.report(f"fetching {source}" + (f" at {ref}" if ref else ""))
+        fetched = _as_builder(ctx, release.directory, _fetch(source, ref), "fetching")
+        commit, _, version = (fetched.strip().splitlines() or [""])[-1].partition(" ")
+        release = replace(release, commit=commit, version=version)
+        ctx.report(f"building {release_id} ({version}, {layout} layout)")
+        _as_builder(ctx, release.directory, build_command(ctx.settings, layout), "the build")
+        files.seal(release.directory)
+        ctx.report(f"checking {release_id} as the service user")
+        _check(ctx, release)
+    except DograhError as failure:
+        files.seal(release.directory)
+        release = replace(release, state="failed", why=str(failure))
+        _save(ctx, replace(release, size=files.size(release.directory)))
+        raise DograhError(f"release {release_id} failed, nothing running changed: "
+                          f"{failure}") from None
+    migrations = ctx.settings.migrations_dir or MIGRATIONS[layout]
+    release = replace(release, state="ready", size=files.size(release.directory),
+                      migrations=tuple(sorted(
+                          p.name for p in files.listing(release.directory / migrations)
+                          if p.suffix == ".py")) if migrations else ())
+    _save(ctx, release)
+    return release
+
+
+def build_command(settings: Settings, layout: str) -> list[str]:
+    """The admin's DOGRAH_BUILD_COMMAND, else the layout's own build."""
+    if settings.build_command:
+        return ["/bin/sh", "-c", shlex.join(settings.build_command)]
+    return ["/usr/bin/python3", "-m", "dograh_systemd.build", layout]
+
+
+def settings_for(ctx: Context, release: Release | None) -> Settings:
+    """This host's settings for a fleet on ``release`` (None: the config's app, in place)."""
+    return config.load(ctx.settings.config_path, files=ctx.files,
+                       release=release.deployed() if release else None)
+
+
+def deployed(ctx: Context) -> Release | None:
+    """The release the fleet runs (or moves onto, while an operation is at work)."""
+    record = Store(ctx.files).load()
+    if record is None:
+        return None
+    fleet = record.operation.target if record.operation else record.fleet
+    return described(ctx, fleet.release) if fleet.release else None
+
+
+def in_use(ctx: Context) -> set[str]:
+    """Releases a process of the fleet runs from now."""
+    found = set()
+    units = ctx.systemd.listed("dograh-*")
+    for state in ctx.systemd.show(units).values():
+        cwd = ctx.host.machine.cwd(state.pid) if state.pid else None
+        if cwd is not None and cwd.is_relative_to(paths.RELEASES_DIR):
+            found.add(cwd.relative_to(paths.RELEASES_DIR).parts[0])
+    return found
+
+
+def prune(ctx: Context, keep: int, protect: set[str]) -> list[str]:
+    """Remove releases past the newest ``keep``, except those in ``protect`` or that a
+    process runs from; the ones removed."""
+    protected = protect | in_use(ctx)
+    releases = listing(ctx)
+    newest = {release.id for release in releases[-keep:]}
+    removed = []
+    for release in releases:
+        if release.id in newest or release.id in protected or release.state == "building":
+            continue
+        ctx.files.remove_tree(release.directory)
+        ctx.files.unlink(_metadata(release.id))
+        ctx.files.unlink(_log(release.id))
+        removed.append(release.id)
+    return removed
+
+
+def unknown_migrations(newer: Release, older: Release) -> list[str]:
+    """The migrations ``newer`` brought that ``older`` does not know."""
+    return sorted(set(newer.migrations) - set(older.migrations))
+
+
+# -- steps ---------------------------------------------------------------------------
+
+# The repository was fetched by the build user; root reads it (git's ownership check).
+_GIT = ["-c", "safe.directory=*"]
+
+
+def _fetch(source: str, ref: str) -> list[str]:
+    """A script that fetches ``source`` into the working directory and prints its last
+    line: the commit and the version (git describe; a plain directory: its name)."""
+    # A repository on this host may have its submodules on this host too: git refuses
+    # the file protocol for submodules unless told.
+    local = ["-c", "protocol.file.allow=always"] if source.startswith("/") else []
+    git = shlex.join(["git", *_GIT, *local])
+    quoted = shlex.quote(source)
+    clone = (f"{git} clone --quiet --no-checkout -- {quoted} .\n"
+             f"{git} checkout --quiet --detach {shlex.quote(ref or 'HEAD')}\n"
+             f"{git} submodule --quiet update --init --recursive\n"
+             f'echo "$({git} rev-parse HEAD) $({git} describe --tags --always)"\n')
+    if not source.startswith("/"):
+        return ["/bin/sh", "-ec", clone]
+    copy = f'cp -a --no-preserve=ownership {quoted}/. .\necho " $(basename {quoted})"\n'
+    return ["/bin/sh", "-ec", f"if [ -e {quoted}/.git ]; then\n{clone}else\n{copy}fi"]
+
+
+def _as_builder(ctx: Context, directory: Path, argv: Sequence[str], what: str) -> str:
+    """``argv`` as the build user in ``directory``, which is all it may write; its output."""
+    result = ctx.host.run([
+        "systemd-run", "--quiet", "--pipe", "--wait", "--collect", "--service-type=exec",
+        f"--property=User={BUILD_USER}", f"--property=Group={BUILD_USER}",
+        f"--property=WorkingDirectory={directory}", "--property=ProtectSystem=strict",
+        f"--property=ReadWritePaths={directory}", "--property=ProtectHome=yes",
+        "--property=PrivateTmp=yes", "--property=NoNewPrivileges=yes",
+        f"--property=CacheDirectory={BUILD_USER}",
+        f"--property=Environment=HOME=/var/cache/{BUILD_USER} "
+        f"DOGRAH_BUILD_PYTHON={ctx.settings.build_python}",
+        f"--property=RuntimeMaxSec={BUILD_TIMEOUT}", "--", *argv], timeout=BUILD_TIMEOUT + 60)
+    _keep_output(ctx, directory, argv, result)
+    if result.returncode != 0:
+        raise DograhError(f"{what} failed: {result.last_line}")
+    return result.stdout
+
+
+def _check(ctx: Context, release: Release) -> None:
+    """The runtime and the app import, as the service user with the units' environment."""
+    settings = settings_for(ctx, release)
+    checking = replace(ctx, settings=settings, facts=gather(ctx.host))
+    module, attribute = settings.app.split(":")
+    code = (f"import sys; sys.path.insert(0, {str(settings.app_dir)!r}); "
+            "import dograh_systemd.worker.runtime, importlib, functools; "
+            f"functools.reduce(getattr, {attribute!r}.split('.'), "
+            f"importlib.import_module({module!r}))")
+    result = probe.run(checking, [str(settings.python), "-c", code], timeout=CHECK_TIMEOUT)
+    _keep_output(ctx, release.directory, ["check"], result)
+    if result.returncode != 0:
+        raise DograhError(f"the check failed: {settings.app} does not import: "
+                          f"{result.last_line}")
+
+
+def _keep_output(ctx: Context, directory: Path, argv: Sequence[str], result: Completed) -> None:
+    """What a step printed, kept beside the release (root's) for the admin."""
+    log = _log(directory.name)
+    before = ctx.files.read(log) or ""
+    ctx.files.write_atomic(log, before + f"$ {shlex.join(argv)}\n{result.stdout}"
+                           f"{result.stderr}(exit {result.returncode})\n", mode=0o600)
+
+
+def _save(ctx: Context, release: Release) -> None:
+    data = {**release.__dict__, "migrations": list(release.migrations)}
+    ctx.files.write_atomic(_metadata(release.id), schema.dumps(data))
+
+
+def _metadata(release_id: str) -> Path:
+    return paths.RELEASES_DIR / f"{release_id}.json"
+
+
+def _log(release_id: str) -> Path:
+    return paths.RELEASES_DIR / f"{release_id}.log"

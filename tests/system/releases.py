@@ -1,0 +1,86 @@
+"""What the release tests share: an app in a git repository with a submodule, and a
+wheel of its own on a local index, all inside a container (no network there)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import zipfile
+from pathlib import Path
+
+from .container import Container
+
+SOURCE = "/srv/app"
+WHEELS = "/srv/wheels"
+# The embedded example app (health, which worker answered, calls), plus what this
+# release is and a word from its own dependency.
+APP = '''import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent / "lib"))
+import greeting  # noqa: E402 (from the submodule)
+import release_word  # noqa: E402 (from the wheel)
+from dograh_systemd.example.app import WORKER_PORT, app  # noqa: E402
+
+
+@app.get("/api/v1/release")
+async def release() -> dict:
+    return {{"release": "{name}", "port": WORKER_PORT, "greeting": greeting.WORD,
+            "word": release_word.WORD}}
+'''
+
+
+def wheel(directory: Path, name: str, version: str, module: str) -> Path:
+    """A pure-Python wheel of one module, made by hand: no build backend, no network."""
+    dist = f"{name}-{version}"
+    files = {f"{name}.py": module,
+             f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\n"
+                                           f"Version: {version}\n",
+             f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\n"
+                                        "Root-Is-Purelib: true\nTag: py3-none-any\n"}
+    def digest(text: str) -> str:
+        raw = hashlib.sha256(text.encode()).digest()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    record = "".join(f"{path},sha256={digest(text)},{len(text.encode())}\n"
+                     for path, text in files.items())
+    files[f"{dist}.dist-info/RECORD"] = record + f"{dist}.dist-info/RECORD,,\n"
+    path = directory / f"{dist}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name_in, text in files.items():
+            archive.writestr(name_in, text)
+    return path
+
+
+def git(ct: Container, repo: str, *args: str) -> str:
+    return ct.run("git", "-C", repo, "-c", "user.name=test", "-c", "user.email=test@test",
+                  "-c", "protocol.file.allow=always", *args).stdout.strip()
+
+
+def make_source(ct: Container) -> None:
+    """/srv/app: the app (release A) with /srv/greeting as its submodule at lib/, a
+    migrations directory, and a requirement served by /srv/wheels (pip.conf)."""
+    ct.run("rm", "-rf", SOURCE, "/srv/greeting", WHEELS)
+    for repo in ("/srv/greeting", SOURCE):
+        ct.run("mkdir", "-p", repo)
+        git(ct, repo, "init", "-q", "-b", "main")
+    ct.path("/srv/greeting/greeting.py").write_text('WORD = "hello"\n')
+    git(ct, "/srv/greeting", "add", ".")
+    git(ct, "/srv/greeting", "commit", "-qm", "greeting")
+    ct.run("mkdir", "-p", WHEELS)
+    wheel(ct.path(WHEELS), "release_word", "1.0", 'WORD = "from a wheel"\n')
+    ct.run("chmod", "-R", "a+rX", WHEELS)
+    ct.path("/etc/pip.conf").write_text(f"[global]\nno-index = true\nfind-links = {WHEELS}\n")
+    ct.path(f"{SOURCE}/requirements.txt").write_text("release_word==1.0\n")
+    ct.run("mkdir", "-p", f"{SOURCE}/migrations")
+    ct.path(f"{SOURCE}/migrations/0001_calls.py").write_text("")
+    git(ct, SOURCE, "submodule", "add", "-q", "/srv/greeting", "lib")
+    commit(ct, "A")
+
+
+def commit(ct: Container, name: str, app: str | None = None, migration: str = "") -> None:
+    ct.path(f"{SOURCE}/app.py").write_text(app if app is not None else APP.format(name=name))
+    if migration:
+        ct.path(f"{SOURCE}/migrations/{migration}").write_text("")
+    git(ct, SOURCE, "add", ".")
+    git(ct, SOURCE, "commit", "-qm", name)

@@ -1,0 +1,312 @@
+"""Releases on a fake host: made from a local git repository with a submodule (fetched
+and built for real, by the host's own git and Python), checked, deployed with a band
+switch, rolled back, pruned; across hosts, all or none."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dograh_systemd import paths
+
+from .fake_host import FakeCluster, FakeHost
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+
+APP = '''import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent / "lib"))
+import greeting
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/api/v1/health")
+async def health() -> dict:
+    return {{"status": "ok", "answer": "{answer}", "greeting": greeting.WORD}}
+'''
+# The release's venv runs this checkout's own interpreter (its packages are the app's).
+BUILD = ("mkdir -p venv/bin && printf '#!/bin/sh\\nexec %s \"$@\"\\n' "
+         f"{sys.executable} > venv/bin/python && chmod +x venv/bin/python")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c",
+                           "user.email=t@t", "-c", "protocol.file.allow=always", *args],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """An app with a submodule and a migrations directory, one commit per answer."""
+    lib, app = tmp_path / "greeting", tmp_path / "app"
+    for path in (lib, app):
+        path.mkdir()
+        git(path, "init", "-q", "-b", "main")
+    (lib / "greeting.py").write_text('WORD = "hello"\n')
+    git(lib, "add", ".")
+    git(lib, "commit", "-qm", "greeting")
+    (app / "app.py").write_text(APP.format(answer="A"))
+    (app / "migrations").mkdir()
+    (app / "migrations/0001_calls.py").write_text("")
+    git(app, "submodule", "add", "-q", str(lib), "lib")
+    git(app, "add", ".")
+    git(app, "commit", "-qm", "A")
+    git(app, "tag", "v1.0")
+    return app
+
+
+def commit(repo: Path, answer: str, migration: str | None = None,
+           app: str | None = None) -> None:
+    (repo / "app.py").write_text(app or APP.format(answer=answer))
+    if migration:
+        (repo / "migrations" / migration).write_text("")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", answer)
+
+
+def configure(host: FakeHost, repo: Path, extra: str = "") -> None:
+    host.configure(f"FASTAPI_WORKERS=2\nDOGRAH_SOURCE={repo}\nDOGRAH_SOURCE_LAYOUT=app\n"
+                   f"DOGRAH_APP=app:app\nDOGRAH_MIGRATIONS_DIR=migrations\n"
+                   f"DOGRAH_BUILD_COMMAND=/bin/sh -c {json.dumps(BUILD)}\n{extra}")
+
+
+def make(host: FakeHost, *args: str) -> str:
+    code, out, err = host.dograhctl("release", "make", *args)
+    assert code == 0, err
+    return out.split()[1]  # "release ID is ready: ..."
+
+
+def dograhctl(host: FakeHost, *args: str) -> str:
+    code, out, err = host.dograhctl(*args)
+    assert code == 0, (code, out, err)
+    return out
+
+
+def api_cwds(host: FakeHost) -> set[str]:
+    return {Path(unit.cwd).name for name, unit in host.units.items()
+            if name.startswith("dograh-api@") and unit.active == "active" and unit.cwd}
+
+
+def record(host: FakeHost) -> dict:  # type: ignore[type-arg]
+    return json.loads(host.files.read(paths.RECORD) or "{}")
+
+
+def test_a_release_is_fetched_built_sealed_and_checked(host: FakeHost, repo: Path) -> None:
+    configure(host, repo)
+    release = make(host)
+    described = json.loads(host.files.read(paths.RELEASES_DIR / f"{release}.json") or "")
+    assert described["state"] == "ready" and described["version"] == "v1.0"
+    assert described["commit"] == git(repo, "rev-parse", "HEAD")
+    assert described["migrations"] == ["0001_calls.py"]
+    directory = host.files.path(paths.RELEASES_DIR / release)
+    assert (directory / "lib/greeting.py").read_text() == 'WORD = "hello"\n'  # the submodule
+    for folder, subfolders, names in os.walk(directory):
+        for entry in [folder, *(os.path.join(folder, n) for n in subfolders + names)]:
+            if not os.path.islink(entry):
+                assert not os.stat(entry).st_mode & (stat.S_IWGRP | stat.S_IWOTH), entry
+    assert host.log[:2] == [f"write {paths.RELEASES_DIR}/{release}.json",
+                            f"write {paths.RELEASES_DIR}/{release}.log"]
+    assert not [e for e in host.log if e.startswith(("start", "stop", "restart", "nginx"))]
+    listing = dograhctl(host, "releases")
+    assert release in listing and "v1.0" in listing and "ready" in listing
+
+
+def test_deploy_moves_every_process_onto_the_release(host: FakeHost, repo: Path) -> None:
+    configure(host, repo)
+    dograhctl(host, "scale")
+    first = make(host)
+    out = dograhctl(host, "deploy", first)
+    assert out.startswith("deployed: 2 API workers (ports 8100-8101)")
+    unit = host.files.read(paths.UNIT_DIR / "dograh-api@.service") or ""
+    directory = paths.RELEASES_DIR / first
+    assert f"WorkingDirectory={directory}\n" in unit
+    assert f"ExecStart={directory}/venv/bin/python -m dograh_systemd.worker --app app:app" in unit
+    assert api_cwds(host) == {first}
+    assert record(host)["fleet"]["release"] == first
+    assert host.violations == []
+
+
+def test_a_new_release_keeps_old_workers_on_their_own_code(host: FakeHost, repo: Path) -> None:
+    configure(host, repo)
+    dograhctl(host, "scale")
+    a = make(host)
+    dograhctl(host, "deploy", a)
+    host.clock.now += 1
+    commit(repo, "B")
+    b = make(host)
+    before = {p: p.read_bytes() for p in host.files.path(paths.RELEASES_DIR / a).rglob("*")
+              if p.is_file()}
+    for name in ("dograh-api@8100.service", "dograh-api@8101.service"):
+        host.units[name].load = host.units[name].load.__class__(websockets=2, requests=0)
+        host.ending[name] = host.clock.now + 5
+    host.log.clear()
+    dograhctl(host, "deploy", b)
+    # The old band kept serving from A until it drained and stopped.
+    stop = host.log.index("stop dograh-api@8100.service")
+    assert host.log.index("nginx 8000 8001") < stop
+    assert not [e for e in host.log if e.startswith("cut ")]
+    assert api_cwds(host) == {b}
+    after = {p: p.read_bytes() for p in host.files.path(paths.RELEASES_DIR / a).rglob("*")
+             if p.is_file()}
+    assert after == before  # A's directory did not change
+    fleet = record(host)["fleet"]
+    assert (fleet["release"], fleet["previous_release"]) == (b, a)
+
+
+def test_a_release_that_does_not_import_is_refused_and_changes_nothing(
+        host: FakeHost, repo: Path) -> None:
+    configure(host, repo)
+    dograhctl(host, "scale")
+    good = make(host)
+    dograhctl(host, "deploy", good)
+    commit(repo, "C", app="import no_such_module\n")
+    host.clock.now += 1
+    host.log.clear()
+    code, _, err = host.dograhctl("release", "make")
+    assert code == 1
+    error = err.strip().splitlines()[-1]  # the lines before are progress
+    assert error.startswith("dograhctl: release ") and error.endswith(
+        "failed, nothing running changed: the check failed: app:app does not import: "
+        "ModuleNotFoundError: No module named 'no_such_module'")
+    assert not [e for e in host.log if e.startswith(("start", "stop", "restart", "nginx"))]
+    assert "failed" in dograhctl(host, "releases")
+    code, _, err = host.dograhctl("deploy", error.split()[2])
+    assert code == 1 and "is failed, not ready" in err
+    assert api_cwds(host) == {good}
+
+
+def test_rollback_goes_back_and_a_restart_stays_there(host: FakeHost, repo: Path) -> None:
+    configure(host, repo)
+    dograhctl(host, "scale")
+    a = make(host)
+    dograhctl(host, "deploy", a)
+    host.clock.now += 1
+    commit(repo, "B")
+    b = make(host)
+    dograhctl(host, "deploy", b)
+    assert dograhctl(host, "rollback").startswith("deployed: ")
+    assert api_cwds(host) == {a}
+    fleet = record(host)["fleet"]
+    assert (fleet["release"], fleet["previous_release"]) == (a, b)
+    # A worker killed later comes back on A, never B.
+    host.units["dograh-api@8000.service"].active = "activating"
+    host.tick()
+    assert api_cwds(host) == {a}
+    assert host.violations == []
+
+
+def test_rollback_over_unknown_migrations_needs_force(host: FakeHost, repo: Path) -> None:
+    configure(host, repo)
+    dograhctl(host, "scale")
+    a = make(host)
+    dograhctl(host, "deploy", a)
+    host.clock.now += 1
+    commit(repo, "B", migration="0002_campaigns.py")
+    b = make(host)
+    dograhctl(host, "deploy", b)
+    host.log.clear()
+    code, _, err = host.dograhctl("rollback")
+    assert code == 1
+    assert err == (f"dograhctl: release {b} ran migrations that {a} does not know "
+                   f"(0002_campaigns.py): {a} may not run against the database as it is now; "
+                   "roll back anyway with: dograhctl rollback --force\n")
+    assert host.log == []
+    dograhctl(host, "rollback", "--force")
+    assert api_cwds(host) == {a}
+
+
+def test_keep_two_never_prunes_what_runs(host: FakeHost, repo: Path) -> None:
+    configure(host, repo, "DOGRAH_KEEP_RELEASES=2\n")
+    dograhctl(host, "scale")
+    made = []
+    for answer in "BCDE":
+        commit(repo, answer)
+        host.clock.now += 1
+        made.append(make(host))
+        dograhctl(host, "deploy", made[-1])
+    left = sorted(p.name for p in host.files.listing(paths.RELEASES_DIR))
+    assert left == sorted(f"{release}{suffix}" for release in made[-2:]
+                          for suffix in ("", ".json", ".log"))
+    assert api_cwds(host) == {made[-1]}
+    # One still in use survives a prune past its turn: a process the admin started by
+    # hand from it (dograhctl leaves such instances alone) runs on.
+    host.running("dograh-arq@reports.service")
+    host.units["dograh-arq@reports.service"].cwd = paths.RELEASES_DIR / made[-2]
+    for answer in "FG":
+        commit(repo, answer)
+        host.clock.now += 1
+        dograhctl(host, "deploy", make(host))
+    assert made[-2] in [p.name for p in host.files.listing(paths.RELEASES_DIR)]
+
+
+def test_a_release_name_is_checked(host: FakeHost, repo: Path) -> None:
+    configure(host, repo)
+    for args in (["release", "make", "--id", "../x"], ["deploy", "a b"],
+                 ["release", "make", "--ref", "--upload-pack=touch /tmp/x"]):
+        code, _, err = host.dograhctl(*args)
+        assert code in (1, 2) and len(err.strip().splitlines()) == 1, (args, err)
+    assert host.log == []
+
+
+# -- across hosts ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, repo: Path) -> FakeCluster:
+    edge = FakeHost(tmp_path / "edge", "10.0.0.10")
+    edge.configure(f'DOGRAH_HOSTS="worker1=10.0.0.11 worker2=10.0.0.12"\nFASTAPI_WORKERS=4\n'
+                   f"DOGRAH_SOURCE={repo}\nDOGRAH_SOURCE_LAYOUT=app\n")
+    key = edge.files.path(Path("/etc/dograh/cluster_key"))
+    key.write_text("a key\n")
+    key.chmod(0o600)
+    workers = {}
+    for name, address in (("worker1", "10.0.0.11"), ("worker2", "10.0.0.12")):
+        workers[name] = FakeHost(tmp_path / name, address)
+        configure(workers[name], repo, f"DOGRAH_EDGE=10.0.0.10\nUVICORN_HOST={address}\n")
+    return FakeCluster(edge, workers)
+
+
+def test_every_host_builds_the_same_release_then_all_move(cluster: FakeCluster) -> None:
+    edge = cluster.edge
+    dograhctl(edge, "scale", "4")
+    out = dograhctl(edge, "release", "make")
+    release = out.split()[1]
+    assert out == f"release {release} is ready on 2 host(s)\n"
+    dograhctl(edge, "deploy")
+    for host in cluster.workers.values():
+        host.run_background()
+        assert api_cwds(host) == {release}
+    assert sorted(a for a, _ in edge.upstream) == ["10.0.0.11", "10.0.0.11", "10.0.0.12",
+                                                    "10.0.0.12"][:len(edge.upstream)]
+    for host in (edge, *cluster.workers.values()):
+        assert host.violations == []
+
+
+def test_one_host_that_cannot_build_stops_the_deploy_before_any_switch(
+        cluster: FakeCluster) -> None:
+    edge, worker2 = cluster.edge, cluster.workers["worker2"]
+    dograhctl(edge, "scale", "4")
+    env = Path("/etc/dograh/dograh.env")
+    worker2.configure((worker2.files.read(env) or "").replace(
+        "DOGRAH_BUILD_COMMAND=", "DOGRAH_BUILD_COMMAND=/bin/false #"))
+    code, _, err = edge.dograhctl("release", "make")
+    assert code == 1
+    assert "is not ready on worker2 (dograhctl failed there: release " in err
+    assert err.rstrip().endswith("nothing was deployed")
+    edge.log.clear()
+    release = json.loads(dograhctl(edge, "releases", "--json"))["hosts"]["worker1"][
+        "releases"][0]["id"]
+    code, _, err = edge.dograhctl("deploy", release)
+    assert code == 1 and "no host moved" in err
+    assert not [e for e in edge.log if e.startswith("nginx ")]
+    assert api_cwds(cluster.workers["worker1"]) == {"dograh"}  # /var/lib/dograh: in place
