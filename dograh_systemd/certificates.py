@@ -118,4 +118,5 @@ def make_self_signed(host: Host, names: list[str], nginx_test: Callable[[], None
         files.write_atomic(paths.SELF_SIGNED_CERTIFICATE, files.read(certificate) or "")
     finally:
         for leftover in (new, key, certificate):
-            files.unlink(leftover)
+            if files.exists(leftover):  # a read-only directory refuses even an unlink
+                files.unlink(leftover)

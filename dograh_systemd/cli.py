@@ -304,13 +304,15 @@ def release() -> None:
               "DOGRAH_SOURCE_REF, else the default branch].")
 @click.option("--layout", type=click.Choice(config.LAYOUTS),
               help="How to build and run it [default: DOGRAH_SOURCE_LAYOUT, dograh].")
+@click.option("--app", metavar="MODULE:ATTR", help="The ASGI app it serves [default: "
+              "Dograh's api.app:app, or DOGRAH_APP].")
 @click.option("--id", "release_id", metavar="ID", help="Its name [default: when it is made, "
               "e.g. 20261203-081500]; an edge names it for all its hosts.")
 @json_option
 @needs_root
 @pass_context
 def release_make(ctx: Context, source: str | None, ref: str | None, layout: str | None,
-                 release_id: str | None, as_json: bool) -> None:
+                 app: str | None, release_id: str | None, as_json: bool) -> None:
     """Make a release from SOURCE (default: DOGRAH_SOURCE): a git repository (URL or
     path, with its submodules) or a directory, fetched and built by the build user
     into a directory of its own, checked as the service user, then ready to deploy.
@@ -319,6 +321,7 @@ def release_make(ctx: Context, source: str | None, ref: str | None, layout: str 
         request = ReleaseRequest(
             source=values.optional_source(source or "") if source else None,
             ref=values.git_ref(ref) if ref is not None else None, layout=layout,
+            app=values.app_ref(app) if app else None,
             id=values.release_id(release_id) if release_id else None)
     except ValueError as exc:
         fail(f"release make: {exc or 'a bad argument'}")

@@ -53,7 +53,8 @@ class Deployed:
 
     id: str
     directory: Path
-    layout: str  # "dograh" (Dograh's layout and commands) or "app" (DOGRAH_APP's)
+    layout: str  # "dograh" (Dograh's layout and commands) or "app" (any ASGI app)
+    app: str     # the ASGI app it serves, module:attribute (DOGRAH_APP still wins)
 
 
 # A release's layout: Dograh's (its commands, registry and migrations), or any app's.
@@ -65,8 +66,8 @@ def release_layout(release: Deployed) -> dict[str, str]:
     environment comes from the env files here, never from the release."""
     directory = str(release.directory)
     if release.layout == "dograh":
-        return {**dograh_layout(directory), "DOGRAH_ENV_FILES": ""}
-    return {"DOGRAH_APP": "", "DOGRAH_APP_DIR": directory,
+        return {**dograh_layout(directory), "DOGRAH_ENV_FILES": "", "DOGRAH_APP": release.app}
+    return {"DOGRAH_APP": release.app, "DOGRAH_APP_DIR": directory,
             "DOGRAH_PYTHON": f"{directory}/venv/bin/python", "DOGRAH_ENV_FILES": ""}
 
 

@@ -32,8 +32,10 @@ RUN_DIR = Path("/run/dograh-systemd")
 LOCK = RUN_DIR / "lock"
 RELEASES_LOCK = RUN_DIR / "releases.lock"
 
-# Releases of the app: one directory each, and a description beside it.
+# Releases of the app: one directory each, and a description beside it; git's
+# config for the user that fetches them.
 RELEASES_DIR = STATE_DIR / "releases"
+BUILD_GITCONFIG = STATE_DIR / "build.gitconfig"
 
 # A Dograh checkout's DOGRAH_DEVOPS_SECRET, when dograhctl made it: not a
 # conffile (a maintainer script must not edit those), read after every other

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import config, paths, probe, schema
+from . import config, paths, probe, schema, templates
 from .config import Deployed, Settings
 from .context import Context
 from .errors import DograhError
@@ -52,6 +52,7 @@ class Release:
     commit: str       # git's, or "" for a plain directory
     version: str      # git describe, or the directory's name
     layout: str
+    app: str          # the ASGI app, module:attribute
     built: float      # wall clock, seconds
     state: str
     why: str = ""     # what failed
@@ -63,7 +64,7 @@ class Release:
         return paths.RELEASES_DIR / self.id
 
     def deployed(self) -> Deployed:
-        return Deployed(self.id, self.directory, self.layout)
+        return Deployed(self.id, self.directory, self.layout, self.app)
 
 
 class _Shape(schema.Strict):
@@ -73,6 +74,7 @@ class _Shape(schema.Strict):
     commit: schema.constr(strict=True, regex=r"^[0-9a-f]{0,64}$")  # type: ignore[valid-type]
     version: schema.constr(strict=True, max_length=200)  # type: ignore[valid-type]
     layout: schema.constr(strict=True, regex=r"^(dograh|app)$")  # type: ignore[valid-type]
+    app: schema.constr(strict=True, regex=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")  # type: ignore[valid-type]
     built: schema.confloat(allow_inf_nan=False, ge=0)  # type: ignore[valid-type]
     state: schema.constr(strict=True, regex=r"^(building|ready|failed)$")  # type: ignore[valid-type]
     why: schema.constr(strict=True, max_length=2000)  # type: ignore[valid-type]
@@ -113,13 +115,17 @@ def new_id(ctx: Context) -> str:
     return stamp.strftime("%Y%m%d-%H%M%S")
 
 
-def make(ctx: Context, source: str, ref: str, layout: str, release_id: str) -> Release:
-    """Fetch, build, seal and check a release; its description, ready or failed."""
+def make(ctx: Context, source: str, ref: str, layout: str, app: str, release_id: str
+         ) -> Release:
+    """Fetch, build, seal and check a release of ``app``; its description, ready or failed."""
     files = ctx.files
     if files.exists(_metadata(release_id)) or files.exists(paths.RELEASES_DIR / release_id):
         raise DograhError(f"release {release_id} exists already")
-    release = Release(release_id, source, ref, "", "", layout, ctx.clock.time(), "building")
+    release = Release(release_id, source, ref, "", "", layout, app, ctx.clock.time(),
+                      "building")
     _save(ctx, release)
+    for path, text in files.changed(templates.render_build_gitconfig(ctx.settings)).items():
+        files.write_generated(path, text)
     files.make_directory(paths.RELEASES_DIR)
     files.hand_over(release.directory, BUILD_USER)
     try:
@@ -145,6 +151,18 @@ def make(ctx: Context, source: str, ref: str, layout: str, release_id: str) -> R
                           if p.suffix == ".py")) if migrations else ())
     _save(ctx, release)
     return release
+
+
+def app_of(settings: Settings, layout: str, asked: str | None) -> str:
+    """The app a release serves: as asked, else Dograh's for its layout, else DOGRAH_APP."""
+    if asked:
+        return asked
+    if layout == "dograh":
+        return config.dograh_layout("")["DOGRAH_APP"]
+    if settings.app == config.EXAMPLE_APP:
+        raise DograhError("a release of the app layout needs its app: --app module:attribute, "
+                          "or DOGRAH_APP")
+    return settings.app
 
 
 def build_command(settings: Settings, layout: str) -> list[str]:
@@ -204,17 +222,13 @@ def unknown_migrations(newer: Release, older: Release) -> list[str]:
 
 # -- steps ---------------------------------------------------------------------------
 
-# The repository was fetched by the build user; root reads it (git's ownership check).
-_GIT = ["-c", "safe.directory=*"]
-
-
 def _fetch(source: str, ref: str) -> list[str]:
     """A script that fetches ``source`` into the working directory and prints its last
     line: the commit and the version (git describe; a plain directory: its name)."""
     # A repository on this host may have its submodules on this host too: git refuses
     # the file protocol for submodules unless told.
     local = ["-c", "protocol.file.allow=always"] if source.startswith("/") else []
-    git = shlex.join(["git", *_GIT, *local])
+    git = shlex.join(["git", *local])
     quoted = shlex.quote(source)
     clone = (f"{git} clone --quiet --no-checkout -- {quoted} .\n"
              f"{git} checkout --quiet --detach {shlex.quote(ref or 'HEAD')}\n"
@@ -236,6 +250,7 @@ def _as_builder(ctx: Context, directory: Path, argv: Sequence[str], what: str) -
         "--property=PrivateTmp=yes", "--property=NoNewPrivileges=yes",
         f"--property=CacheDirectory={BUILD_USER}",
         f"--property=Environment=HOME=/var/cache/{BUILD_USER} "
+        f"GIT_CONFIG_GLOBAL={paths.BUILD_GITCONFIG} "
         f"DOGRAH_BUILD_PYTHON={ctx.settings.build_python}",
         f"--property=RuntimeMaxSec={BUILD_TIMEOUT}", "--", *argv], timeout=BUILD_TIMEOUT + 60)
     _keep_output(ctx, directory, argv, result)

@@ -13,35 +13,15 @@ import json
 from typing import Any, TypeVar
 
 try:  # pydantic 2 (Debian 13, PyPI) keeps the 1.x API here
-    from pydantic.v1 import (
-        BaseModel,
-        Extra,
-        StrictBool,
-        StrictInt,
-        StrictStr,
-        ValidationError,
-        confloat,
-        conint,
-        conlist,
-        constr,
-        root_validator,
-        validator,
-    )
+    import pydantic.v1 as pydantic
 except ImportError:  # pydantic 1.10 (Debian 12)
-    from pydantic import (  # type: ignore[no-redef]
-        BaseModel,
-        Extra,
-        StrictBool,
-        StrictInt,
-        StrictStr,
-        ValidationError,
-        confloat,
-        conint,
-        conlist,
-        constr,
-        root_validator,
-        validator,
-    )
+    import pydantic  # type: ignore[no-redef]
+
+BaseModel, Extra, ValidationError = pydantic.BaseModel, pydantic.Extra, pydantic.ValidationError
+StrictBool, StrictInt, StrictStr = pydantic.StrictBool, pydantic.StrictInt, pydantic.StrictStr
+confloat, conint, conlist, constr = (pydantic.confloat, pydantic.conint, pydantic.conlist,
+                                     pydantic.constr)
+root_validator, validator = pydantic.root_validator, pydantic.validator
 
 __all__ = ["OutOfShape", "Strict", "StrictBool", "StrictInt", "StrictStr", "confloat",
            "conint", "conlist", "constr", "dumps", "load", "parse", "root_validator",

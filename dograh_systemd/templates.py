@@ -172,6 +172,14 @@ def probe_properties(settings: Settings, facts: Facts = ASSUMED) -> list[str]:
     return [line for line in text.splitlines() if line and not line.startswith("#")]
 
 
+def render_build_gitconfig(settings: Settings) -> dict[Path, str]:
+    """git's global config for the build user, while it fetches a release."""
+    env = _environment(paths.UNIT_TEMPLATES)
+    name = "dograh-build.gitconfig.j2"
+    return {paths.BUILD_GITCONFIG: env.get_template(name).render(
+        header=_header(paths.UNIT_TEMPLATES / name, settings))}
+
+
 def render_firewall(settings: Settings, running: Iterable[int] = ()) -> dict[Path, str]:
     """A worker host's nftables table, and the drop-in that puts it back whenever
     nftables.service loads its own ruleset (which begins with ``flush ruleset``).

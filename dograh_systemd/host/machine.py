@@ -30,7 +30,7 @@ class NginxWorker:
     accepting: bool
     started: float       # wall clock, seconds
     open_files: int      # its soft limit
-    connections: int     # sockets it holds (a proxied call holds two)
+    connections: int     # established TCP connections (a proxied call holds two)
 
 
 class Machine:
@@ -160,15 +160,28 @@ def _started(pid: int) -> float:
 
 
 def _sockets(pid: int) -> int:
-    """Sockets ``pid`` holds open."""
+    """Established TCP connections ``pid`` holds (its listeners and the sockets between
+    nginx's own processes do not count)."""
+    inodes = set()
     try:
         descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
     except OSError:
         return 0
-    count = 0
     for descriptor in descriptors:
         try:
-            count += os.readlink(descriptor).startswith("socket:")
+            target = os.readlink(descriptor)
         except OSError:
             continue
-    return count
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    established = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "01":  # ESTABLISHED
+                established.add(fields[9])
+    return len(inodes & established)

@@ -54,6 +54,7 @@ class ReleaseRequest:
     source: str | None        # None: DOGRAH_SOURCE
     ref: str | None           # None: DOGRAH_SOURCE_REF
     layout: str | None        # None: DOGRAH_SOURCE_LAYOUT
+    app: str | None = None    # None: Dograh's api.app:app, or DOGRAH_APP
     id: str | None = None     # None: a new one (an edge names it for all its hosts)
 
 

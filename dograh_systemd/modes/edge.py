@@ -97,10 +97,7 @@ class Edge(Mode):
         """Spread the API workers over the hosts that answer, by their CPUs (a host given
         with --host gets its own count), and the singletons where they belong."""
         settings = ctx.settings
-        self.check_options(ctx, change)
-        self.prepare(ctx)
-        survey = self.survey(ctx)
-        self.settle(ctx, survey)
+        survey = self.begin(ctx, change)
         total = settings.api_workers if change.api_workers is None else change.api_workers
         counts = spread(total, change.per_host, survey.reports)
         placed = self.placement(ctx, survey, change.gone, refuse=True)
@@ -121,16 +118,8 @@ class Edge(Mode):
 
     def restart(self, ctx: Context, change: Change) -> Answer:
         """Every host onto the current code, one after another, dropping no call."""
-        self.check_options(ctx, change)
-        self.prepare(ctx)
-        survey = self.survey(ctx)
-        self.settle(ctx, survey)
-        drain = drain_args(change.drain_timeout)
-        for host in list(survey.reports):
-            if host not in survey.reports or not survey.reports[host].units:
-                continue
-            ctx.report(f"{host}: deploying")
-            self.change(ctx, survey, {host: ["restart", *drain]}, change.drain_timeout)
+        survey = self.begin(ctx, change)
+        self.one_by_one(ctx, survey, change, ["restart"], "deploying")
         front.certify(ctx, recorded_upstream(ctx))
         return self.answer(ctx, survey, "restarted: ")
 
@@ -147,7 +136,8 @@ class Edge(Mode):
         release_id = request.id or releases.new_id(ctx)
         ref = settings.source_ref if request.ref is None else request.ref
         args = ["release", "make", source, "--ref", ref, "--id", release_id,
-                "--layout", request.layout or settings.source_layout]
+                "--layout", request.layout or settings.source_layout,
+                *(["--app", request.app] if request.app else [])]
         ctx.report(f"making release {release_id} on {', '.join(h.name for h in survey.reports)}")
         self.each(ctx, survey, {host: args for host in survey.reports},
                   releases.BUILD_TIMEOUT + 120)
@@ -170,10 +160,7 @@ class Edge(Mode):
     def deploy(self, ctx: Context, change: Change, release: str | None) -> Answer:
         """Host by host onto the release every host has ready, dropping no call; when one
         host lacks it, none moves."""
-        self.check_options(ctx, change)
-        self.prepare(ctx)
-        survey = self.survey(ctx)
-        self.settle(ctx, survey)
+        survey = self.begin(ctx, change)
         if release == "":
             common = set.intersection(*({r.id for r in report.releases if r.state == "ready"}
                                         for report in survey.reports.values())) \
@@ -187,25 +174,16 @@ class Edge(Mode):
             if missing:
                 raise DograhError(f"release {release} is not ready on {'; '.join(missing)}; "
                                   "no host moved")
-        args = ["deploy", *([release] if release else ["--in-place"]),
-                *drain_args(change.drain_timeout)]
-        for host in list(survey.reports):
-            if host in survey.reports and survey.reports[host].units:
-                ctx.report(f"{host}: deploying {release or 'its config app, in place'}")
-                self.change(ctx, survey, {host: args}, change.drain_timeout)
+        self.one_by_one(ctx, survey, change, ["deploy", release or "--in-place"],
+                        f"deploying {release or 'its config app, in place'}")
         return self.answer(ctx, survey, "deployed: ")
 
     def rollback(self, ctx: Context, change: Change) -> Answer:
         """Host by host back onto the release each ran before."""
-        self.check_options(ctx, change)
-        self.prepare(ctx)
-        survey = self.survey(ctx)
-        self.settle(ctx, survey)
-        args = ["rollback", *drain_args(change.drain_timeout),
-                *(["--force"] if change.unknown_migrations else [])]
-        for host in list(survey.reports):
-            ctx.report(f"{host}: rolling back")
-            self.change(ctx, survey, {host: args}, change.drain_timeout)
+        survey = self.begin(ctx, change)
+        self.one_by_one(ctx, survey, change,
+                        ["rollback", *(["--force"] if change.unknown_migrations else [])],
+                        "rolling back")
         return self.answer(ctx, survey, "rolled back: ")
 
     @staticmethod
@@ -325,6 +303,25 @@ class Edge(Mode):
         for name in sorted(set(change.per_host) | change.gone):
             if name not in names:
                 raise DograhError(f"{name} is not in DOGRAH_HOSTS")
+
+    def begin(self, ctx: Context, change: Change) -> Survey:
+        """A changing command's start: its options, the edge itself, every host's word,
+        and what interrupted commands left on them finished."""
+        self.check_options(ctx, change)
+        self.prepare(ctx)
+        survey = self.survey(ctx)
+        self.settle(ctx, survey)
+        return survey
+
+    def one_by_one(self, ctx: Context, survey: Survey, change: Change, args: list[str],
+                   doing: str) -> None:
+        """``dograhctl args`` on each host that runs something, one host after another:
+        staged, switched to, finished; a host lost on the way holds up no other."""
+        for host in list(survey.reports):
+            if host in survey.reports and survey.reports[host].units:
+                ctx.report(f"{host}: {doing}")
+                self.change(ctx, survey, {host: [*args, *drain_args(change.drain_timeout)]},
+                            change.drain_timeout)
 
     def prepare(self, ctx: Context) -> None:
         """Before the first change: nginx is sound, the site's certificate is ready, the SSH

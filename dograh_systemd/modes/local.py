@@ -98,10 +98,11 @@ class LocalFleet(Mode):
             raise DograhError("no source to make a release from: give one, or set "
                               "DOGRAH_SOURCE")
         release_id = request.id or releases.new_id(ctx)
+        layout = request.layout or settings.source_layout
         with ctx.host.lock(ctx.report, 0, paths.RELEASES_LOCK):
             release = releases.make(ctx, source, settings.source_ref if request.ref is None
-                                    else request.ref,
-                                    request.layout or settings.source_layout, release_id)
+                                    else request.ref, layout,
+                                    releases.app_of(settings, layout, request.app), release_id)
         with ctx.host.lock(ctx.report, lock.WAIT):
             self.prune(ctx)
         return Answer(f"release {release.id} is ready: {release.version} from {source}, "

@@ -123,8 +123,10 @@ def test_self_signed_https_balances_sixty_calls(container: Container) -> None:
     assert load.result()["calls"]["closed_early"] == 0
 
 
-def test_the_admins_own_certificate(container: Container) -> None:
-    container.sh(
+def make_ca(ct: Container) -> None:
+    """/root/ca: a CA of the test's own, a certificate for localhost it signed
+    (site.pem, site.key), and a key that is not the site's (other.key)."""
+    ct.sh(
         "mkdir -p /root/ca && cd /root/ca && "
         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
         "-subj /CN=test-ca -keyout ca.key -out ca.pem "
@@ -136,6 +138,10 @@ def test_the_admins_own_certificate(container: Container) -> None:
         "-extfile ext -out site.pem 2>/dev/null && "
         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
         "-subj /CN=other -keyout other.key -out other.pem 2>/dev/null")
+
+
+def test_the_admins_own_certificate(container: Container) -> None:
+    make_ca(container)
     configure(container, "DOGRAH_TLS=files\nDOGRAH_TLS_CERTIFICATE=/root/ca/site.pem\n"
                          "DOGRAH_TLS_KEY=/root/ca/site.key\n")
     dograhctl(container, "render")
@@ -263,3 +269,49 @@ def test_the_admins_locations_and_the_ui_unit(container: Container) -> None:
     dograhctl(container, "scale", "3")
     assert container.run("systemctl", "is-active", "dograh-ui.service",
                          check=False).stdout.strip() == "inactive"
+
+
+def test_a_failed_renewal_leaves_the_serving_certificate(container: Container) -> None:
+    """The TLS directory turns read-only and the names change: the new certificate cannot
+    be made, and nginx goes on serving the old pair, through a restart too."""
+    configure(container, f"DOGRAH_TLS=self-signed\nDOGRAH_NGINX_SERVER_NAME={NAME}\n")
+    dograhctl(container, "render")
+    serial = served_serial(container, NAME)
+    assert serial.startswith("serial=")
+    container.run("mount", "--bind", "/etc/dograh/tls", "/etc/dograh/tls")
+    container.run("mount", "-o", "remount,ro,bind", "/etc/dograh/tls")
+    try:
+        configure(container, "DOGRAH_TLS=self-signed\nDOGRAH_NGINX_SERVER_NAME=other.dograh.test\n")
+        failed = dograhctl(container, "render", check=False)
+        assert failed.returncode == 1
+        line = failed.stderr.strip().splitlines()[-1]
+        assert line.startswith("dograhctl: making a self-signed certificate failed, the "
+                               "serving one is unchanged: "), failed.stderr
+        container.run("nginx", "-t", "-q")
+        assert served_serial(container, NAME) == serial
+        container.run("systemctl", "restart", "nginx")
+        assert served_serial(container, NAME) == serial
+    finally:
+        container.run("umount", "/etc/dograh/tls")
+    configure(container, "DOGRAH_TLS=self-signed\n")
+    dograhctl(container, "render")
+
+
+@pytest.mark.parametrize(("tls", "hsts"), [("files", True), ("self-signed", False)])
+def test_https_on_another_port_with_hsts_only_when_trusted(container: Container, tls: str,
+                                                           hsts: bool) -> None:
+    make_ca(container)
+    configure(container, f"DOGRAH_TLS={tls}\nDOGRAH_NGINX_HTTPS_LISTEN=8443\n"
+                         "DOGRAH_TLS_CERTIFICATE=/root/ca/site.pem\n"
+                         "DOGRAH_TLS_KEY=/root/ca/site.key\n")
+    try:
+        dograhctl(container, "render")
+        redirect = container.run("curl", "-s", "-o", "/dev/null", "-w", "%{redirect_url}",
+                                 "http://localhost/api/v1/health").stdout
+        assert redirect == "https://localhost:8443/api/v1/health"
+        headers = container.run("curl", "-sf", "-D", "-", "-o", "/dev/null", "-k",
+                                "https://localhost:8443/api/v1/health").stdout.lower()
+        assert ("strict-transport-security: max-age=31536000" in headers) is hsts, headers
+    finally:
+        configure(container, "DOGRAH_TLS=off\n")
+        dograhctl(container, "render")

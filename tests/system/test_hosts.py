@@ -343,9 +343,9 @@ def test_a_release_moves_every_host_or_none(hosts: dict[str, Container],
     try:
         for name in WORKERS:
             make_source(hosts[name])
-            hosts[name].path(ENV).write_text(originals[name] + keys + "DOGRAH_APP=app:app\n")
+            hosts[name].path(ENV).write_text(originals[name] + keys)
         edge.path(ENV).write_text(originals["edge"] + keys)
-        out = dograhctl(edge, "release", "make")
+        out = dograhctl(edge, "release", "make", "--app", "app:app")
         release = out.split()[1]
         assert out == f"release {release} is ready on 2 host(s)\n"
         load = Load(edge, "--by-host", "--duration", "20", "--rps", "20", "--call-rate", "1",
@@ -360,7 +360,8 @@ def test_a_release_moves_every_host_or_none(hosts: dict[str, Container],
         hosts["worker2"].path(ENV).write_text(hosts["worker2"].path(ENV).read_text()
                                               + "DOGRAH_BUILD_COMMAND=/bin/false\n")
         before = edge.path("/etc/nginx/dograh/upstream.conf").read_text()
-        failed = edge.run("dograhctl", "release", "make", check=False, timeout=600)
+        failed = edge.run("dograhctl", "release", "make", "--app", "app:app", check=False,
+                          timeout=600)
         assert failed.returncode == 1
         assert "is not ready on worker2 (dograhctl failed there: release " in failed.stderr
         newest = failed.stderr.split("release ")[-1].split()[0]
@@ -371,3 +372,5 @@ def test_a_release_moves_every_host_or_none(hosts: dict[str, Container],
         for name, text in originals.items():
             hosts[name].path(ENV).write_text(text)
         dograhctl(edge, "deploy", "--in-place", "--no-drain")
+        for name in WORKERS:
+            hosts[name].run("rm", "-f", "/etc/pip.conf")

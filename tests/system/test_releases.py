@@ -20,7 +20,7 @@ pytestmark = pytest.mark.system
 
 ENV = "/etc/dograh/dograh.env"
 RELEASES = "/var/lib/dograh-systemd/releases"
-KEYS = (f"DOGRAH_SOURCE={SOURCE}\nDOGRAH_SOURCE_LAYOUT=app\nDOGRAH_APP=app:app\n"
+KEYS = (f"DOGRAH_SOURCE={SOURCE}\nDOGRAH_SOURCE_LAYOUT=app\n"
         "DOGRAH_MIGRATIONS_DIR=migrations\nDOGRAH_KEEP_RELEASES=2\n")
 
 
@@ -29,19 +29,20 @@ def releasing(container: Container) -> Iterator[Container]:
     """The fleet on releases of /srv/app; afterwards back on the config's own app."""
     env = container.path(ENV)
     original = env.read_text()
+    reset(container, 3)
     make_source(container)
     env.write_text(original + KEYS)
-    reset(container, 3)
     try:
         yield container
     finally:
-        dograhctl(container, "deploy", "--in-place", "--no-drain")
         env.write_text(original)
+        dograhctl(container, "deploy", "--in-place", "--no-drain")
+        container.run("rm", "-f", "/etc/pip.conf")
         reset(container, 2)
 
 
 def make(ct: Container) -> str:
-    out = dograhctl(ct, "release", "make").stdout
+    out = dograhctl(ct, "release", "make", "--app", "app:app").stdout
     assert out.startswith("release "), out
     return out.split()[1]
 
@@ -109,7 +110,7 @@ def test_deploy_new_code_refuse_a_broken_one_roll_back_and_prune(releasing: Cont
     # C does not import: refused before anything moves.
     commit(ct, "C", app="import no_such_module\n")
     pids = {port: main_pid(ct, f"dograh-api@{port}.service") for port in upper}
-    refused = dograhctl(ct, "release", "make", check=False)
+    refused = dograhctl(ct, "release", "make", "--app", "app:app", check=False)
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1].endswith(
         "the check failed: app:app does not import: ModuleNotFoundError: No module named "

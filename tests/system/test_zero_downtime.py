@@ -123,3 +123,22 @@ def test_new_calls_fill_new_workers_after_a_scale_up(container: Container) -> No
     assert container.run("systemctl", "list-timers", "--all", "--no-legend",
                          "dograh-rebalance-*").stdout.strip() == ""
 
+
+def test_old_nginx_generations_are_shown_then_gone(container: Container) -> None:
+    """After three reloads under 30 live calls, status names the old nginx worker
+    processes that hold them, and the bound they end by; once the calls end, none."""
+    reset(container, 3)
+    load = Load(container, "--duration", "1", "--rps", "0", "--call-rate", "0",
+                "--call-seconds", "12", "--jitter", "0", "--initial-calls", "30")
+    for _ in range(3):
+        container.run("systemctl", "reload", "nginx")
+        time.sleep(0.5)
+    shown = dograhctl(container, "status").stdout
+    held = [line for line in shown.splitlines() if "old nginx worker(s) from" in line]
+    assert held and sum(int(line.split(" hold ")[1].split()[0]) for line in held) == 30, shown
+    assert "at 360s (worker_shutdown_timeout)" in held[0]
+    assert load.result()["calls"]["closed_early"] == 0
+    deadline = time.monotonic() + 20
+    while "old nginx worker" in dograhctl(container, "status").stdout:
+        assert time.monotonic() < deadline, "the old generations did not end with their calls"
+        time.sleep(0.5)

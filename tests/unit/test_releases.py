@@ -76,12 +76,12 @@ def commit(repo: Path, answer: str, migration: str | None = None,
 
 def configure(host: FakeHost, repo: Path, extra: str = "") -> None:
     host.configure(f"FASTAPI_WORKERS=2\nDOGRAH_SOURCE={repo}\nDOGRAH_SOURCE_LAYOUT=app\n"
-                   f"DOGRAH_APP=app:app\nDOGRAH_MIGRATIONS_DIR=migrations\n"
+                   f"DOGRAH_MIGRATIONS_DIR=migrations\n"
                    f"DOGRAH_BUILD_COMMAND=/bin/sh -c {json.dumps(BUILD)}\n{extra}")
 
 
 def make(host: FakeHost, *args: str) -> str:
-    code, out, err = host.dograhctl("release", "make", *args)
+    code, out, err = host.dograhctl("release", "make", "--app", "app:app", *args)
     assert code == 0, err
     return out.split()[1]  # "release ID is ready: ..."
 
@@ -114,7 +114,8 @@ def test_a_release_is_fetched_built_sealed_and_checked(host: FakeHost, repo: Pat
         for entry in [folder, *(os.path.join(folder, n) for n in subfolders + names)]:
             if not os.path.islink(entry):
                 assert not os.stat(entry).st_mode & (stat.S_IWGRP | stat.S_IWOTH), entry
-    assert host.log[:2] == [f"write {paths.RELEASES_DIR}/{release}.json",
+    assert host.log[:3] == [f"write {paths.RELEASES_DIR}/{release}.json",
+                            f"write {paths.BUILD_GITCONFIG}",
                             f"write {paths.RELEASES_DIR}/{release}.log"]
     assert not [e for e in host.log if e.startswith(("start", "stop", "restart", "nginx"))]
     listing = dograhctl(host, "releases")
@@ -172,7 +173,7 @@ def test_a_release_that_does_not_import_is_refused_and_changes_nothing(
     commit(repo, "C", app="import no_such_module\n")
     host.clock.now += 1
     host.log.clear()
-    code, _, err = host.dograhctl("release", "make")
+    code, _, err = host.dograhctl("release", "make", "--app", "app:app")
     assert code == 1
     error = err.strip().splitlines()[-1]  # the lines before are progress
     assert error.startswith("dograhctl: release ") and error.endswith(
@@ -249,6 +250,14 @@ def test_keep_two_never_prunes_what_runs(host: FakeHost, repo: Path) -> None:
     assert made[-2] in [p.name for p in host.files.listing(paths.RELEASES_DIR)]
 
 
+def test_a_release_of_an_app_needs_its_app(host: FakeHost, repo: Path) -> None:
+    configure(host, repo)
+    code, _, err = host.dograhctl("release", "make")
+    assert code == 1 and err == ("dograhctl: a release of the app layout needs its app: "
+                                 "--app module:attribute, or DOGRAH_APP\n")
+    assert host.log == []
+
+
 def test_a_release_name_is_checked(host: FakeHost, repo: Path) -> None:
     configure(host, repo)
     for args in (["release", "make", "--id", "../x"], ["deploy", "a b"],
@@ -279,7 +288,7 @@ def cluster(tmp_path: Path, repo: Path) -> FakeCluster:
 def test_every_host_builds_the_same_release_then_all_move(cluster: FakeCluster) -> None:
     edge = cluster.edge
     dograhctl(edge, "scale", "4")
-    out = dograhctl(edge, "release", "make")
+    out = dograhctl(edge, "release", "make", "--app", "app:app")
     release = out.split()[1]
     assert out == f"release {release} is ready on 2 host(s)\n"
     dograhctl(edge, "deploy")
@@ -299,7 +308,7 @@ def test_one_host_that_cannot_build_stops_the_deploy_before_any_switch(
     env = Path("/etc/dograh/dograh.env")
     worker2.configure((worker2.files.read(env) or "").replace(
         "DOGRAH_BUILD_COMMAND=", "DOGRAH_BUILD_COMMAND=/bin/false #"))
-    code, _, err = edge.dograhctl("release", "make")
+    code, _, err = edge.dograhctl("release", "make", "--app", "app:app")
     assert code == 1
     assert "is not ready on worker2 (dograhctl failed there: release " in err
     assert err.rstrip().endswith("nothing was deployed")
