@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,28 @@ from dograh_systemd.context import Context
 from dograh_systemd.facts import gather
 
 from .fake_host import CONFIG, FakeHost
+
+
+# The API workers' first ports: the unit tests must never need them free.
+WORKER_PORTS = range(8000, 8011)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def something_else_listens_on_the_worker_ports() -> Iterator[list[int]]:
+    """Hold 8000-8010 for the whole run (those another process holds already stay its)."""
+    held = []
+    for port in WORKER_PORTS:
+        listener = socket.socket()
+        try:
+            listener.bind(("127.0.0.1", port))
+        except OSError:
+            listener.close()
+            continue
+        listener.listen()
+        held.append(listener)
+    yield [listener.getsockname()[1] for listener in held]
+    for listener in held:
+        listener.close()
 
 
 @pytest.fixture(autouse=True)

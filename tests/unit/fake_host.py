@@ -165,6 +165,7 @@ class FakeHost(Host):
         self.writes: list[tuple[Path, str]] = []  # every file written, in order
         self.violations: list[str] = []
         self.failing: set[str] = set()       # units that fail to start
+        self.hanging: set[str] = set()       # units that never finish starting
         self.ending: dict[str, float] = {}   # unit -> when its calls end (fake time)
         self.kill_at: Callable[[str], bool] = lambda event: False
         self.dead = False
@@ -430,7 +431,7 @@ class FakeHost(Host):
     def tick(self) -> None:
         """Starting units become ready (or fail); calls end when their time comes."""
         for name, unit in self.units.items():
-            if unit.active == "activating":
+            if unit.active == "activating" and name not in self.hanging:
                 if name in self.failing:
                     unit.active, unit.sub = "failed", "failed"
                     self.log.append(f"failed {name}")

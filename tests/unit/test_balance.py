@@ -23,3 +23,11 @@ def test_weight_follows_spare_room() -> None:
 
 def test_no_workers() -> None:
     assert balance.weights({}) == {}
+
+
+def test_a_spread_of_exactly_the_even_margin_is_even() -> None:
+    assert balance.weights({8000: 2, 8001: 0}) == {8000: 1, 8001: 1}
+    assert balance.weights({8000: 3, 8001: 0}) == {8000: 1, 8001: 10}
+    assert balance.weights({8000: 40, 8001: 36}) == {8000: 1, 8001: 1}  # 10 % of the busiest
+    assert balance.weights({8000: 40, 8001: 35}) == {8000: 1, 8001: 2}
+    assert balance.weights({}) == {}

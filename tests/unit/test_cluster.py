@@ -306,3 +306,25 @@ def test_workers_spread_by_cpus_or_as_given(cluster: FakeCluster) -> None:
     assert len(api_units(cluster.workers["worker2"])) == 4
     code, _, err = cluster.edge.dograhctl("scale", "4", "--host", "worker9=1")
     assert code == 1 and err == "dograhctl: worker9 is not in DOGRAH_HOSTS\n"
+
+
+def test_a_host_lost_in_the_middle_of_a_deploy_holds_up_no_other(
+        cluster: FakeCluster) -> None:
+    """worker1 stages its new band, then stops answering before it can finish: the edge
+    leaves it out and deploys worker2 all the same."""
+    dograhctl(cluster.edge, "scale", "4")
+    worker1 = cluster.workers["worker1"]
+
+    def answers_until_the_switch(args: list[str]) -> Completed:
+        if args[0] == "resume":
+            return Completed(255, "", "ssh: connect to host 10.0.0.11 port 22: No route to host\n")
+        code, out, err = worker1.dograhctl(*args)
+        return Completed(code, out, err)
+
+    cluster.impostors["worker1"] = answers_until_the_switch
+    out = dograhctl(cluster.edge, "restart")
+    assert "worker1 is left out (does not answer: ssh: connect to host 10.0.0.11" in out
+    assert api_units(cluster.workers["worker2"]) == ["dograh-api@8100.service",
+                                                     "dograh-api@8101.service"]
+    assert upstream(cluster) == ["10.0.0.12:8100", "10.0.0.12:8101"]
+    no_violations(cluster)

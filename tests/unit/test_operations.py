@@ -471,3 +471,32 @@ def test_a_third_singleton_is_one_table_entry(host: FakeHost) -> None:
     ctx = ctx_with_recorder()
     ctx.mode.scale(ctx, Change(api_workers=2))
     assert "dograh-call-recorder.service" not in host.active()
+
+
+def test_a_worker_that_never_becomes_ready_times_out_and_rolls_back(host: FakeHost) -> None:
+    scale(host, 2)
+    host.hanging.add(API[2])
+    messages: list[str] = []
+    started = host.clock.now
+    with pytest.raises(DograhError, match=r"timed out after 100s waiting for READY from "
+                                          r"dograh-api@8002.service \(rolled back\)"):
+        scale(host, 3, messages=messages)
+    assert host.clock.now - started >= 100
+    assert messages.count("waiting for READY: 0/1 ready") == 1  # progress, said once
+    assert host.active() == whole_fleet(API[:2])
+    assert host.upstream == {("127.0.0.1", 8000), ("127.0.0.1", 8001)}
+
+
+def test_a_record_of_the_release_before_reads_as_this_one(host: FakeHost) -> None:
+    """0.2.0 wrote format 1: no nginx files in its operations, no base port or release."""
+    scale(host, 2)
+    data = record(host)
+    data["format"] = 1
+    for fleet in (data["fleet"],):
+        for key in ("base_port", "release", "previous_release"):
+            del fleet[key]
+    host.files.write_atomic(paths.RECORD, json.dumps(data))
+    found = status(host)
+    assert found.code == 0, found.data["mismatches"]
+    scale(host, 3)
+    assert record(host)["format"] == 2

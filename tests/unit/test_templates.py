@@ -64,9 +64,6 @@ def test_timeouts_come_from_the_contract(settings: config.Settings) -> None:
     assert f"TimeoutStartSec={contract.START_TIMEOUT}\n" in text
     assert f"TimeoutStopSec={contract.STOP_TIMEOUT}\n" in text
     assert f"WatchdogSec={contract.WATCHDOG_TIMEOUT}\n" in text
-    assert contract.READY_WAIT > contract.START_TIMEOUT
-    assert contract.GRACEFUL_SHUTDOWN < contract.STOP_TIMEOUT
-    assert contract.STALL_REPORT_FRACTION < 1
 
 
 def test_singletons_share_one_template(settings: config.Settings) -> None:
@@ -105,7 +102,6 @@ def test_upstream_lists_exactly_the_members(settings: config.Settings) -> None:
     # zone so nginx workers share counts; the method before keepalive, as nginx requires.
     assert body.index("zone dograh_api") < body.index("least_conn") < body.index("keepalive 32")
     assert f"keepalive_timeout {contract.UPSTREAM_KEEPALIVE}s;" in body
-    assert contract.WORKER_KEEPALIVE > contract.UPSTREAM_KEEPALIVE
 
 
 def test_ipv6_members_are_bracketed(settings: config.Settings) -> None:
