@@ -14,7 +14,6 @@ from dograh_systemd.facts import gather
 
 from .fake_host import CONFIG, FakeHost
 
-
 # The API workers' first ports: the unit tests must never need them free.
 WORKER_PORTS = range(8000, 8011)
 
