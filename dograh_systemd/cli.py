@@ -115,7 +115,15 @@ def handed(chosen: Options) -> Context:
     settings = config.load(chosen.config, files=chosen.host.files)
     ctx = Context(settings, report, chosen.host, gather(chosen.host), modes.choose(settings))
     running = releases.deployed(ctx)
-    return replace(ctx, settings=releases.settings_for(ctx, running)) if running else ctx
+    if not running:
+        return ctx
+    try:
+        release = releases.described(ctx, running)
+    except DograhError as exc:  # it went: the config's app, until the next deploy
+        report(f"warning: {exc}; move the fleet onto a release with dograhctl deploy, or "
+               "back in place with: dograhctl deploy --in-place")
+        return ctx
+    return replace(ctx, settings=releases.settings_for(ctx, release))
 
 
 def locked(command: Callable[..., Any]) -> Callable[..., Any]:

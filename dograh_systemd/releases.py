@@ -178,13 +178,13 @@ def settings_for(ctx: Context, release: Release | None) -> Settings:
                        release=release.deployed() if release else None)
 
 
-def deployed(ctx: Context) -> Release | None:
-    """The release the fleet runs (or moves onto, while an operation is at work)."""
+def deployed(ctx: Context) -> str:
+    """The release the fleet runs (or moves onto, while an operation is at work); "" for
+    the config's own app."""
     record = Store(ctx.files).load()
     if record is None:
-        return None
-    fleet = record.operation.target if record.operation else record.fleet
-    return described(ctx, fleet.release) if fleet.release else None
+        return ""
+    return (record.operation.target if record.operation else record.fleet).release
 
 
 def in_use(ctx: Context) -> set[str]:

@@ -71,7 +71,6 @@ class Answer:
 class Mode(ABC):
     """The verbs every mode answers, and what the phase machine asks of it."""
 
-    name: ClassVar[str]
     # Units of this host rather than of a role (a firewall, a timer); every host
     # writes its metrics for Prometheus.
     host_units: ClassVar[tuple[str, ...]] = (paths.METRICS_UNIT, paths.METRICS_TIMER)

@@ -87,7 +87,6 @@ class Survey:
 
 
 class Edge(Mode):
-    name = "edge"
     host_units = (paths.CLUSTER_UNIT, paths.CLUSTER_TIMER, *Mode.host_units)
     runs_workers = False
 

@@ -25,7 +25,6 @@ REBALANCE_AFTER = 60
 
 
 class SingleHost(LocalFleet):
-    name = "single host"
 
     def check_options(self, change: Change) -> None:
         super().check_options(change)

@@ -30,7 +30,6 @@ from .local import LocalFleet, recorded, summary
 
 
 class WorkerHost(LocalFleet):
-    name = "worker host"
     host_units = (paths.FIREWALL_UNIT, *LocalFleet.host_units)
     # Its edge spreads the API workers: a worker host may run none.
     api_min = 0
