@@ -49,7 +49,7 @@ def api(ports: range) -> list[str]:
 def snapshot(ct: Container) -> dict[str, object]:
     """Everything a failed command must leave as it was."""
     wants = ct.path("/etc/systemd/system/dograh.target.wants")
-    running = units(ct, "dograh-*")
+    running = units(ct, "dograh-*.service")
     return {
         "enabled": sorted(p.name for p in wants.iterdir()) if wants.exists() else [],
         "running": {unit: main_pid(ct, unit) for unit in running},

@@ -245,12 +245,12 @@ def test_a_failed_migration_stops_the_deploy(dograh: Container) -> None:
     broken = dograh.path(f"{CHECKOUT}/api/alembic/versions/0002_broken.py")
     broken.write_text('revision = "0002"\ndown_revision = "0001"\n\n\n'
                       "def upgrade() -> None:\n    raise RuntimeError('broken migration')\n")
-    before = {unit: main_pid(dograh, unit) for unit in units(dograh, "dograh-*")}
+    before = {unit: main_pid(dograh, unit) for unit in units(dograh, "dograh-*.service")}
     try:
         result = dograh.run("dograhctl", "restart", check=False, timeout=300)
         assert result.returncode == 1
         assert "migrations failed, the running fleet is unchanged" in result.stderr
-        assert {unit: main_pid(dograh, unit) for unit in units(dograh, "dograh-*")} == before
+        assert {unit: main_pid(dograh, unit) for unit in units(dograh, "dograh-*.service")} == before
         assert dograh.run("curl", "-sf", "http://localhost/api/v1/health").returncode == 0
         assert sql(dograh, "SELECT version_num FROM alembic_version") == "0001"
     finally:
