@@ -328,3 +328,23 @@ def test_a_host_lost_in_the_middle_of_a_deploy_holds_up_no_other(
                                                      "dograh-api@8101.service"]
     assert upstream(cluster) == ["10.0.0.12:8100", "10.0.0.12:8101"]
     no_violations(cluster)
+
+
+def test_status_names_what_the_hosts_and_the_upstream_disagree_on(
+        cluster: FakeCluster) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    worker1, worker2 = cluster.workers["worker1"], cluster.workers["worker2"]
+    worker2.running(ORCHESTRATOR)  # started by hand: two run
+    failing = worker1.units["dograh-api@8001.service"]
+    failing.active, failing.sub = "failed", "failed"
+    code, out, _ = cluster.edge.dograhctl("status")
+    assert code == 1
+    assert "  campaign-orchestrator runs on 2 hosts (worker1, worker2), not exactly one" in out
+    assert "  the upstream lists 10.0.0.11:8001, which is not ready" in out
+    assert "  worker1: dograh-api@8001.service should run but is failed (failed)" in out
+    failing.active, failing.sub = "active", "running"
+    worker2.units[ORCHESTRATOR].active = "inactive"
+    worker2.running("dograh-api@8005.service")
+    code, out, _ = cluster.edge.dograhctl("status")
+    assert "  worker2: dograh-api@8005.service runs but is not part of the fleet" in out
+    assert code == 1

@@ -6,6 +6,7 @@ worker before it is READY, and no API worker stops while nginx sends to it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from dograh_systemd import config, modes, paths
 from dograh_systemd.context import Context
 from dograh_systemd.errors import DograhError
 from dograh_systemd.facts import gather
+from dograh_systemd.host.commands import Completed
 from dograh_systemd.modes import Answer, Change
 from dograh_systemd.record import Phase
 from dograh_systemd.roles import ROLES, Kind, Role
@@ -278,7 +280,6 @@ def test_a_failed_nginx_test_puts_every_file_back(host: FakeHost) -> None:
 
     def nginx_fails_once_written(argv: Any, timeout: float | None = None) -> Any:
         if list(argv[:2]) == ["nginx", "-t"] and next(calls) == 1:
-            from dograh_systemd.host.commands import Completed
             return Completed(1, "", "nginx: [emerg] host not found in upstream\n")
         return real(argv, timeout)
 
@@ -500,3 +501,58 @@ def test_a_record_of_the_release_before_reads_as_this_one(host: FakeHost) -> Non
     assert found.code == 0, found.data["mismatches"]
     scale(host, 3)
     assert record(host)["format"] == 2
+
+
+def test_a_long_drain_reports_every_five_seconds(host: FakeHost) -> None:
+    scale(host, 3)
+    host.running(API[2], calls=1)
+    host.ending[API[2]] = host.clock.now + 13
+    messages: list[str] = []
+    scale(host, 2, messages=messages)
+    draining = [m for m in messages if m.startswith("draining dograh-api@8002.service")]
+    assert [m.rsplit("(", 1)[1] for m in draining] == ["0s of 300s)", "5s of 300s)",
+                                                       "10s of 300s)"], draining
+    assert "drained 1 worker(s) in 13s" in messages
+
+
+def test_a_stopped_nginx_is_left_stopped_and_reads_the_files_when_it_starts(
+        host: FakeHost) -> None:
+    scale(host, 2)
+    host.nginx_running = False
+    host.log.clear()
+    scale(host, 3)
+    assert not [e for e in host.log if e.startswith("nginx ")]
+    assert "127.0.0.1:8002" in upstream_text(host)
+    assert not host.files.exists(paths.NGINX_RELOAD_PENDING)
+
+
+def test_taking_the_stock_default_site_is_undone_when_nginx_refuses(host: FakeHost) -> None:
+    files = host.files
+    files.write_atomic(paths.NGINX_STOCK_DEFAULT, "server { listen 80 default_server; }\n")
+    files.link(paths.NGINX_STOCK_DEFAULT_LINK, paths.NGINX_STOCK_DEFAULT)
+    checksum = hashlib.md5(b"server { listen 80 default_server; }\n").hexdigest()
+    host.commands["dpkg-query"] = lambda args: Completed(
+        0, "nginx-common: /etc/nginx/sites-available/default\n" if "--search" in args
+        else f" /etc/nginx/sites-available/default {checksum}\n", "")
+    scale(host, 2)
+    assert not files.is_link(paths.NGINX_STOCK_DEFAULT_LINK)  # the site took its place
+    assert "listen 80 default_server;" in (files.read(paths.NGINX_SITE) or "")
+    ctx = context(host)
+    host.nginx_tests_fail = True
+    with pytest.raises(DograhError, match="nginx -t failed"):
+        ctx.nginx.apply({paths.NGINX_UPSTREAM: upstream_text(host).replace("8001", "8009")},
+                        remove=(paths.NGINX_SITE_LINK,))
+    assert files.link_target(paths.NGINX_SITE_LINK) == paths.NGINX_SITE  # put back
+    assert "8001" in upstream_text(host) and "8009" not in upstream_text(host)
+
+
+def test_removing_the_site_over_a_broken_admin_config_warns_and_does_not_reload(
+        host: FakeHost) -> None:
+    scale(host, 2)
+    host.nginx_tests_fail = True
+    host.log.clear()
+    code, _, err = host.dograhctl("uninstall")
+    assert code == 0
+    assert "warning: nginx was not reloaded and still serves the old Dograh site" in err
+    assert not [e for e in host.log if e.startswith("nginx ")]
+    assert not host.files.exists(paths.NGINX_SITE)
