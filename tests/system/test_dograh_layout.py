@@ -111,7 +111,7 @@ def test_scale_runs_the_checkout_after_its_migrations(dograh: Container) -> None
     assert "ok   node: v22.11.0" in doctor.stdout
     assert "ok   DOGRAH_DEVOPS_SECRET: set" in doctor.stdout
     assert re.search(r"ok   call registry /api/v1/health/active-calls: dograh-api@\d+.service "
-                     r"holds 0 call", doctor.stdout), doctor.stdout
+                     r"\(the running fleet\) holds 0 call", doctor.stdout), doctor.stdout
 
     dograh.run("dograhctl", "scale", "4", "--arq", "2")
     assert units(dograh, "dograh-api@*") == [f"dograh-api@{p}.service" for p in range(8000, 8004)]
