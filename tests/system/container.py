@@ -33,10 +33,11 @@ RECIPE = "4"  # bump when rootfs() changes what it writes, to rebuild the cache
 CONTROL = Path(__file__).resolve().parents[2] / "debian/control"
 # Cached too, installed only where needed: by the benchmarks (a venv for the
 # peers, wrk), the Dograh-layout test (a venv for the app, PostgreSQL), the
-# TLS tests (certbot, and pebble as the ACME server) and the multi-host tests
-# (sshd, nftables).
+# TLS tests (certbot, and pebble as the ACME server), the multi-host tests
+# (sshd, nftables) and the metrics test (Debian's Prometheus and node-exporter).
 EXTRA_PACKAGES = ["python3-venv", "wrk", "postgresql", "certbot", "pebble", "openssl",
-                  "openssh-server", "openssh-client", "nftables"]
+                  "openssh-server", "openssh-client", "nftables", "prometheus",
+                  "prometheus-node-exporter"]
 
 
 def package_relations() -> list[str]:
@@ -113,6 +114,7 @@ class Container:
     def __init__(self, suite: str = "bookworm", name: str = "dograh-test",
                  bridge: str | None = None) -> None:
         self.name = name
+        self.suite = suite
         self.bridge = bridge
         self.cgroups: list[Path] = []
         self.lower = rootfs(suite)

@@ -49,12 +49,11 @@ def hosts(deb: Path) -> Iterator[dict[str, Container]]:
 
 
 @pytest.fixture
-def edge(hosts: dict[str, Container]) -> Iterator[Container]:
-    """The edge, with every host answering and four workers spread, before and after."""
-    ct = hosts["edge"]
+def edge(hosts: dict[str, Container]) -> Container:
+    """The edge, with every host plugged in, singletons where they belong and four
+    workers spread, whatever the test before left."""
     settle(hosts)
-    yield ct
-    settle(hosts)
+    return hosts["edge"]
 
 
 def settle(hosts: dict[str, Container]) -> None:

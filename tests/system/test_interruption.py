@@ -68,6 +68,11 @@ def set_generation(ct: Container, value: str) -> None:
     env.write_text("\n".join([*lines, f"DOGRAH_TEST_GENERATION={value}"]) + "\n")
 
 
+# The cases Debian 12 alone runs: each step is still killed once on Debian 13.
+ONCE = {("restart", "switched"), ("restart", "mid-stop"), ("scale", "ready"),
+        ("scale", "mid-drain")}
+
+
 @pytest.mark.parametrize(("verb", "step", "next_command"), [
     ("restart", "ready", "restart"), ("restart", "switched", "scale"),
     ("restart", "mid-drain", "resume"), ("restart", "mid-stop", "scale"),
@@ -76,6 +81,9 @@ def set_generation(ct: Container, value: str) -> None:
 ])
 def test_killed_at_a_step_then_repaired(container: Container, verb: str, step: str,
                                         next_command: str) -> None:
+    if container.suite != "bookworm" and (verb, step) in ONCE:
+        pytest.skip("what an interruption leaves is dograhctl's own, the same on both "
+                    "releases: Debian 13 is killed once at each step")
     set_generation(container, "old")
     reset(container, 3)
     before = {main_pid(container, unit) for unit in api(range(8000, 8003))}

@@ -56,6 +56,7 @@ class Unit:
     load: Load = field(default_factory=lambda: Load(websockets=0, requests=0))
     # Where its process runs from: its unit file's WorkingDirectory= when it started.
     cwd: Path | None = None
+    exited: float = 0.0  # when its main process last ended (a oneshot's, a deploy's)
 
 
 class FakeClock(Clock):
@@ -344,7 +345,8 @@ class FakeHost(Host):
         return (f"Id={name}\nLoadState=loaded\nActiveState={unit.active}\nSubState={unit.sub}\n"
                 f"MainPID={unit.pid}\nMemoryCurrent={50 * 1024 * 1024}\nStatusText={status}\n"
                 f"UnitFileState={'enabled' if unit.enabled else 'disabled'}\n"
-                f"ActiveEnterTimestamp=@{int(unit.since)}\nNRestarts={unit.restarts}")
+                f"ActiveEnterTimestamp=@{int(unit.since)}\nNRestarts={unit.restarts}\n"
+                f"ExecMainExitTimestamp=@{int(unit.exited)}")
 
     def _enable(self, name: str) -> None:
         if name.startswith("dograh-") and name != paths.TARGET:

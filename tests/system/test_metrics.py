@@ -1,0 +1,184 @@
+"""Metrics in Prometheus, from Debian's own packages: prometheus-node-exporter reads the
+file dograh-metrics.timer writes, Debian's prometheus scrapes it and evaluates the
+shipped alert rules, and every query of the shipped dashboard has an answer.
+
+An edge is played by a second node-exporter on this host that serves what
+``dograhctl metrics`` writes with an edge's config (one worker host that never
+answers, and a certificate of the admin's own).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .container import Container
+from .fleet import api_ports, dograhctl, main_pid, reset
+from .load import Load
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "docs/prometheus/grafana-dashboard.json"
+TEXTFILE = "/var/lib/prometheus/node-exporter/dograh.prom"
+RULES = "/usr/share/dograh-systemd/prometheus/dograh.rules.yml"
+# Fast enough for a test: a scrape and an evaluation every second.
+PROMETHEUS_CONFIG = f"""\
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - {RULES}
+scrape_configs:
+  - job_name: node
+    static_configs:
+      - targets: ["localhost:9100", "localhost:9101"]
+"""
+EDGE_CONFIG = """\
+DOGRAH_HOSTS="ghost=192.0.2.10"
+DOGRAH_TLS=files
+DOGRAH_TLS_CERTIFICATE=/root/edge/cert.pem
+DOGRAH_TLS_KEY=/root/edge/key.pem
+"""
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
+    """``check()``'s first truthy answer, polled; a timeout names ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = check()
+        if answer:
+            return answer
+        assert time.monotonic() < deadline, f"no {what} within {timeout:.0f}s"
+        time.sleep(0.5)
+
+
+def query(ct: Container, promql: str) -> list[dict[str, Any]]:
+    """Prometheus' HTTP API: an instant query's series."""
+    out = ct.run("curl", "-sf", "http://localhost:9090/api/v1/query",
+                 "--data-urlencode", f"query={promql}").stdout
+    answer = json.loads(out)
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
+def scalar(ct: Container, promql: str) -> float | None:
+    result = query(ct, promql)
+    return float(result[0]["value"][1]) if result else None
+
+
+def firing(ct: Container, alertname: str) -> list[dict[str, str]]:
+    """The labels of ``alertname``'s firing alerts, from /api/v1/alerts."""
+    out = json.loads(ct.run("curl", "-sf", "http://localhost:9090/api/v1/alerts").stdout)
+    return [alert["labels"] for alert in out["data"]["alerts"]
+            if alert["labels"]["alertname"] == alertname and alert["state"] == "firing"]
+
+
+def refresh(ct: Container) -> None:
+    """One turn of the hardened service now, rather than at the timer's next."""
+    ct.run("systemctl", "start", "dograh-metrics.service")
+
+
+def install_prometheus(ct: Container) -> None:
+    ct.run("apt-get", "install", "-y", "--no-install-recommends", "prometheus",
+           "prometheus-node-exporter", timeout=300)
+    ct.path("/etc/prometheus/prometheus.yml").write_text(PROMETHEUS_CONFIG)
+    ct.run("systemctl", "restart", "prometheus")
+
+
+def play_an_edge(ct: Container) -> None:
+    """An edge's metrics, served by a node-exporter of their own on 9101."""
+    ct.sh("mkdir -p /root/edge/textfile && cd /root/edge && "
+          "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 10 "
+          "-subj /CN=localhost -addext subjectAltName=DNS:localhost "
+          "-keyout key.pem -out cert.pem 2>/dev/null")
+    ct.path("/root/edge/dograh.env").write_text(EDGE_CONFIG)
+    dograhctl(ct, "--config", "/root/edge/dograh.env", "metrics", "--output",
+              "/root/edge/textfile/dograh.prom")
+    ct.run("systemd-run", "--unit=edge-node-exporter", "/usr/bin/prometheus-node-exporter",
+           "--web.listen-address=127.0.0.1:9101", "--collector.disable-defaults",
+           "--collector.textfile", "--collector.textfile.directory=/root/edge/textfile")
+
+
+def test_prometheus_sees_the_fleet_and_its_alerts(container: Container) -> None:
+    ct = container
+    started = time.monotonic()
+    reset(ct, 3)
+    dograhctl(ct, "restart", "--background")  # a deploy for the metrics to tell of
+    try:
+        install_prometheus(ct)
+        # The timer skipped its turns without node-exporter; now it writes, unasked.
+        wait_for(TEXTFILE, lambda: ct.path(TEXTFILE).exists(), 30)
+        installed = time.monotonic()
+        wait_for("finished deploy", lambda: ct.run(
+            "systemctl", "show", "-p", "SubState", "--value", "dograh-deploy.service"
+        ).stdout.strip() == "exited", 120)
+        play_an_edge(ct)
+        wait_for("Prometheus", lambda: ct.run("curl", "-sf", "http://localhost:9090/-/ready",
+                                              check=False).returncode == 0, 60)
+        security = ct.run("systemd-analyze", "security", "--no-pager",
+                          "dograh-metrics.service").stdout
+        score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)",
+                                security).group(1))
+        assert score <= 3.0, security
+
+        # 30 live calls over three workers: Prometheus sums them.
+        ports = api_ports(ct)
+        load = Load(ct, "--duration", "1", "--rps", "0", "--call-rate", "0",
+                    "--call-seconds", "60", "--jitter", "0", "--initial-calls", "30")
+        assert sorted(load.warm_calls.values()) == [10, 10, 10], load.warm_calls
+        time.sleep(0.5)  # the workers publish a changed Status line within 0.25 s
+        refresh(ct)
+        wait_for("30 calls in Prometheus", lambda: scalar(
+            ct, "sum(dograh_live_calls)") == 30, 30)
+        assert scalar(ct, "count(dograh_live_calls > 0)") == 3
+        load.stop(ct)
+
+        # kill -9: systemd restarts the worker, and the counter rises.
+        unit = f"dograh-api@{ports[0]}.service"
+        restarts = f'dograh_restarts_total{{unit="{unit}"}}'
+        before = scalar(ct, restarts)
+        assert before is not None
+        ct.run("kill", "-9", str(main_pid(ct, unit)))
+        wait_for(f"{unit} back", lambda: ct.run("systemctl", "is-active", unit,
+                                                check=False).stdout.strip() == "active", 30)
+        refresh(ct)
+        wait_for("a restart in Prometheus", lambda: (scalar(ct, restarts) or 0) > before, 30)
+
+        # A worker stopped by hand: past the rule's for:, the fleet is below its size.
+        stopped = f"dograh-api@{ports[2]}.service"
+        ct.run("systemctl", "stop", stopped)
+        refresh(ct)
+        down = time.monotonic()
+        below = wait_for("DograhFleetBelowDesired firing",
+                         lambda: firing(ct, "DograhFleetBelowDesired"), 120)
+        fired = time.monotonic() - down
+        assert [labels["role"] for labels in below] == ["api"]
+        worker_down = wait_for("DograhWorkerDown firing",
+                               lambda: firing(ct, "DograhWorkerDown"), 30)
+        assert [labels["unit"] for labels in worker_down] == [stopped]
+        assert [labels["host"] for labels in firing(ct, "DograhHostDown")] == ["ghost"]
+
+        # Every query of the dashboard has an answer from this Prometheus.
+        dashboard = json.loads(DASHBOARD.read_text())
+        empty = []
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                expr = (target["expr"].replace("$instance", ".+")
+                        .replace("$__rate_interval", "1m"))
+                if not query(ct, expr):
+                    empty.append(f"{panel['title']}: {expr}")
+        assert empty == []
+        days = scalar(ct, "(dograh_certificate_expiry_timestamp_seconds - time()) / 86400")
+        assert days is not None and 9 < days <= 10
+        assert scalar(ct, 'dograh_last_deploy_state{state="succeeded"}') == 1
+        print(f"30 calls, a restart and an alert in {time.monotonic() - installed:.0f}s after "
+              f"node-exporter came; the fleet alert fired {fired:.0f}s after the stop; "
+              f"the service's exposure {score}; the whole test {time.monotonic() - started:.0f}s")
+    finally:
+        ct.run("systemctl", "stop", "edge-node-exporter", check=False)
+        ct.run("apt-get", "purge", "-y", "prometheus", "prometheus-node-exporter",
+               check=False, timeout=300)
+        ct.run("rm", "-rf", "/var/lib/prometheus", "/root/edge", check=False)
+        reset(ct, 3)
