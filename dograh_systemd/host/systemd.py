@@ -14,7 +14,8 @@ from ..errors import DograhError
 from .commands import Runner
 
 SHOW_PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "MemoryCurrent",
-                   "StatusText", "UnitFileState", "ActiveEnterTimestamp", "NRestarts")
+                   "StatusText", "UnitFileState", "ActiveEnterTimestamp", "NRestarts",
+                   "ExecMainExitTimestamp")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class UnitState:
     # Wall clock of the last start, in seconds; 0 if it never started.
     since: float
     restarts: int  # automatic restarts since the unit was loaded (NRestarts)
+    # Wall clock of when its main process last ended, in seconds; 0 if it has not.
+    exited: float = 0.0
 
     @property
     def ready(self) -> bool:
@@ -67,7 +70,8 @@ def parse_show(text: str) -> dict[str, UnitState]:
             memory=int(memory) if memory.isdigit() else None,
             status=props.get("StatusText", ""), enabled=props.get("UnitFileState", ""),
             since=_timestamp(props.get("ActiveEnterTimestamp", "")),
-            restarts=_number(props.get("NRestarts")))
+            restarts=_number(props.get("NRestarts")),
+            exited=_timestamp(props.get("ExecMainExitTimestamp", "")))
     return states
 
 

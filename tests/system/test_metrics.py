@@ -2,9 +2,10 @@
 file dograh-metrics.timer writes, Debian's prometheus scrapes it and evaluates the
 shipped alert rules, and every query of the shipped dashboard has an answer.
 
-An edge is played by a second node-exporter on this host that serves what
-``dograhctl metrics`` writes with an edge's config (one worker host that never
-answers, and a certificate of the admin's own).
+An edge is played on the same container: ``dograhctl metrics`` with an edge's config
+(a certificate of the admin's own, one worker host that never answers, and one whose
+ssh runs this host's own dograhctl as a worker host), served by a second
+node-exporter on port 9101.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .container import Container
+from .container import CLEAN_PATH, Container
 from .fleet import api_ports, dograhctl, main_pid, reset
 from .load import Load
 
@@ -36,10 +37,21 @@ scrape_configs:
       - targets: ["localhost:9100", "localhost:9101"]
 """
 EDGE_CONFIG = """\
-DOGRAH_HOSTS="ghost=192.0.2.10"
+DOGRAH_HOSTS="here=10.99.0.2 ghost=192.0.2.10"
 DOGRAH_TLS=files
 DOGRAH_TLS_CERTIFICATE=/root/edge/cert.pem
 DOGRAH_TLS_KEY=/root/edge/key.pem
+"""
+WORKER_CONFIG = "DOGRAH_EDGE=10.99.0.1\nUVICORN_HOST=10.99.0.2\n"
+# The edge's ssh to "here" runs this host's dograhctl as that worker host; any other
+# address goes to the real ssh.
+SSH = """\
+#!/bin/sh
+for command; do :; done
+case " $* " in
+    *" root@10.99.0.2 "*) exec env DOGRAH_CONFIG=/root/edge/worker.env sh -c "$command" ;;
+esac
+exec /usr/bin/ssh "$@"
 """
 
 
@@ -94,8 +106,14 @@ def play_an_edge(ct: Container) -> None:
           "-subj /CN=localhost -addext subjectAltName=DNS:localhost "
           "-keyout key.pem -out cert.pem 2>/dev/null")
     ct.path("/root/edge/dograh.env").write_text(EDGE_CONFIG)
-    dograhctl(ct, "--config", "/root/edge/dograh.env", "metrics", "--output",
-              "/root/edge/textfile/dograh.prom")
+    ct.path("/root/edge/worker.env").write_text(WORKER_CONFIG)
+    ssh = ct.path("/root/edge/bin/ssh")
+    ssh.parent.mkdir()
+    ssh.write_text(SSH)
+    ssh.chmod(0o755)
+    ct.run("dograhctl", "--config", "/root/edge/dograh.env", "metrics", "--output",
+           "/root/edge/textfile/dograh.prom",
+           env={"PATH": f"/root/edge/bin:{CLEAN_PATH}"})
     ct.run("systemd-run", "--unit=edge-node-exporter", "/usr/bin/prometheus-node-exporter",
            "--web.listen-address=127.0.0.1:9101", "--collector.disable-defaults",
            "--collector.textfile", "--collector.textfile.directory=/root/edge/textfile")
@@ -109,12 +127,16 @@ def test_prometheus_sees_the_fleet_and_its_alerts(container: Container) -> None:
     try:
         install_prometheus(ct)
         # The timer skipped its turns without node-exporter; now it writes, unasked.
-        wait_for(TEXTFILE, lambda: ct.path(TEXTFILE).exists(), 30)
         installed = time.monotonic()
+        wait_for(TEXTFILE, lambda: ct.path(TEXTFILE).exists(), 30)
+        first_file = time.monotonic() - installed
         wait_for("finished deploy", lambda: ct.run(
             "systemctl", "show", "-p", "SubState", "--value", "dograh-deploy.service"
         ).stdout.strip() == "exited", 120)
         play_an_edge(ct)
+        for written in (TEXTFILE, "/root/edge/textfile/dograh.prom"):  # lint-free, as written
+            lint = ct.sh(f"promtool check metrics < {written}", check=False)
+            assert (lint.returncode, lint.stdout + lint.stderr) == (0, ""), lint
         wait_for("Prometheus", lambda: ct.run("curl", "-sf", "http://localhost:9090/-/ready",
                                               check=False).returncode == 0, 60)
         security = ct.run("systemd-analyze", "security", "--no-pager",
@@ -133,6 +155,14 @@ def test_prometheus_sees_the_fleet_and_its_alerts(container: Container) -> None:
         wait_for("30 calls in Prometheus", lambda: scalar(
             ct, "sum(dograh_live_calls)") == 30, 30)
         assert scalar(ct, "count(dograh_live_calls > 0)") == 3
+        # The sandboxed service sees nginx's workers: their limit, and after a reload
+        # the old generation holding the calls.
+        assert scalar(ct, 'dograh_call_limit{limit="nginx_connections"}')
+        ct.run("systemctl", "reload", "nginx")
+        time.sleep(1)  # the old workers stop accepting within a second of the reload
+        refresh(ct)
+        wait_for("30 calls on old nginx workers", lambda: scalar(
+            ct, 'dograh_nginx_old_worker_calls{instance="localhost:9100"}') == 30, 30)
         load.stop(ct)
 
         # kill -9: systemd restarts the worker, and the counter rises.
@@ -144,7 +174,8 @@ def test_prometheus_sees_the_fleet_and_its_alerts(container: Container) -> None:
         wait_for(f"{unit} back", lambda: ct.run("systemctl", "is-active", unit,
                                                 check=False).stdout.strip() == "active", 30)
         refresh(ct)
-        wait_for("a restart in Prometheus", lambda: (scalar(ct, restarts) or 0) > before, 30)
+        after = wait_for("a restart in Prometheus",
+                         lambda: (scalar(ct, restarts) or 0) > before and scalar(ct, restarts), 30)
 
         # A worker stopped by hand: past the rule's for:, the fleet is below its size.
         stopped = f"dograh-api@{ports[2]}.service"
@@ -159,23 +190,25 @@ def test_prometheus_sees_the_fleet_and_its_alerts(container: Container) -> None:
                                lambda: firing(ct, "DograhWorkerDown"), 30)
         assert [labels["unit"] for labels in worker_down] == [stopped]
         assert [labels["host"] for labels in firing(ct, "DograhHostDown")] == ["ghost"]
+        assert scalar(ct, 'dograh_host_up{host="here"}') == 1
+        assert scalar(ct, 'dograh_host_upstream_members{host="here"}') == 0  # not its address
 
         # Every query of the dashboard has an answer from this Prometheus.
         dashboard = json.loads(DASHBOARD.read_text())
-        empty = []
-        for panel in dashboard["panels"]:
-            for target in panel.get("targets", []):
-                expr = (target["expr"].replace("$instance", ".+")
-                        .replace("$__rate_interval", "1m"))
-                if not query(ct, expr):
-                    empty.append(f"{panel['title']}: {expr}")
-        assert empty == []
+        asked = [(panel["title"], target["expr"].replace("$instance", ".+")
+                  .replace("$__rate_interval", "1m"))
+                 for panel in dashboard["panels"] for target in panel.get("targets", [])]
+        assert [f"{title}: {expr}" for title, expr in asked if not query(ct, expr)] == []
+        queries = len(asked)
         days = scalar(ct, "(dograh_certificate_expiry_timestamp_seconds - time()) / 86400")
         assert days is not None and 9 < days <= 10
-        assert scalar(ct, 'dograh_last_deploy_state{state="succeeded"}') == 1
-        print(f"30 calls, a restart and an alert in {time.monotonic() - installed:.0f}s after "
-              f"node-exporter came; the fleet alert fired {fired:.0f}s after the stop; "
-              f"the service's exposure {score}; the whole test {time.monotonic() - started:.0f}s")
+        assert scalar(ct, 'dograh_last_deploy_state{instance="localhost:9100",'
+                          'state="succeeded"}') == 1
+        print(f"\ndograh.prom {first_file:.0f}s after node-exporter came; sum(dograh_live_calls) "
+              f"30; {unit} restarts {before:.0f} -> {after:.0f}; DograhFleetBelowDesired firing "
+              f"{fired:.0f}s after the stop; {queries} dashboard queries answered; "
+              f"certificate {days:.2f} days; exposure {score}; "
+              f"the whole test {time.monotonic() - started:.0f}s")
     finally:
         ct.run("systemctl", "stop", "edge-node-exporter", check=False)
         ct.run("apt-get", "purge", "-y", "prometheus", "prometheus-node-exporter",
