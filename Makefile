@@ -1,5 +1,5 @@
 # The two commands the README opens with; both install what they need first.
-.PHONY: setup test demo deb changelog bench bench-capacity bench-hosts
+.PHONY: setup test demo deb changelog bench bench-capacity bench-voice bench-hosts
 
 setup:
 	bash .ci/setup
@@ -35,8 +35,21 @@ bench-capacity: setup
 	.venv/bin/pip install -q --disable-pip-version-check -e '.[bench]'
 	.venv/bin/python -m bench.capacity
 
-# Several hosts: HTTP requests/s and calls held through one edge for 1, 2 and
-# 3 worker hosts: bench/results/hosts.md.
+# Voice traffic: calls streaming a 20 ms frame each way, frame round trips and
+# where the CPU goes, against the same peers; then what makes the nginx hop
+# cheaper: bench/results/voice.md and voice.png.
+bench-voice: setup
+	.venv/bin/pip install -q --disable-pip-version-check -e '.[bench]'
+	.venv/bin/python -m bench.voice
+
+# Several hosts: voice calls and HTTP requests/s through one edge for 1, 2 and
+# 3 worker hosts held to a fixed CPU quota each: bench/results/hosts.md.
 bench-hosts: setup
 	.venv/bin/pip install -q --disable-pip-version-check -e '.[bench]'
 	.venv/bin/python -m bench.hosts
+
+# How many deliberate bugs in the core modules the unit tests catch (mutmut;
+# slow, so not part of test): bench/results/mutation.md.
+mutate: setup
+	.venv/bin/pip install -q --disable-pip-version-check -e '.[mutate]'
+	.venv/bin/python -m bench.mutation

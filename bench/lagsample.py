@@ -4,7 +4,7 @@
     python3 lagsample.py --shared 9000 --processes 4   # workers sharing one port
 
 Workers that share a port are reached by asking until each has answered.
-Prints JSON: {pid: {"p95_ms": ..., "rss_kb": ...}}.
+Prints JSON: {pid: {"p95_ms": ..., "rss_kb": ..., "websockets": ...}}.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def main() -> None:
             seen[answer["pid"]] = answer
             if len(seen) == args.processes:
                 break
-    print(json.dumps({pid: {"p95_ms": a["p95_ms"], "rss_kb": a["rss_kb"]}
-                      for pid, a in seen.items()}))
+    print(json.dumps({pid: {"p95_ms": a["p95_ms"], "rss_kb": a["rss_kb"],
+                            "websockets": a.get("websockets")} for pid, a in seen.items()}))
 
 
 if __name__ == "__main__":

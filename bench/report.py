@@ -225,3 +225,240 @@ def capacity_markdown(results: dict[str, Any]) -> str:
               if run.get("ceiling")]
     lines += ["", "![capacity](capacity.png)", ""]
     return "\n".join(lines)
+
+
+# -- voice traffic ----------------------------------------------------------------------
+
+CPU_GROUPS = ("nginx", "workers", "load")
+
+
+def write_voice(results: dict[str, Any], out: Path) -> None:
+    if results.get("runs"):
+        plot_voice(results, out / "voice.png")
+    (out / "voice.md").write_text(voice_markdown(results))
+
+
+def carried_point(run: dict[str, Any]) -> dict[str, Any] | None:
+    """The point at the most calls carried (the latest, if measured twice)."""
+    chosen = [p for p in run["points"] if p["calls"] == run["carried"]
+              and not ramp.frames_fail(p)]
+    return chosen[-1] if chosen else None
+
+
+def plot_voice(results: dict[str, Any], path: Path) -> None:
+    runs = [r for r in results["runs"] if r["kind"] == "json"]
+    workers = sorted({r["workers"] for r in runs})
+    fig, axes = plt.subplots(2, len(workers), figsize=(6 * len(workers), 7.5), squeeze=False)
+    for column, count in enumerate(workers):
+        top, bottom = axes[0][column], axes[1][column]
+        chosen = [r for r in runs if r["workers"] == count]
+        for run in chosen:
+            points = latest_per_count(run["points"])
+            top.plot([p["calls"] for p in points],
+                     [max(p["rtt_p99_ms"] or 1000, 0.5) for p in points], marker="o",
+                     markersize=3, label=f"{run['server']} (knee {run['knee'] or 'none'})")
+        top.axhline(results["late_ms"], color="grey", linestyle="--", linewidth=1)
+        top.set_yscale("log")
+        top.set_xlabel("concurrent calls, 50 frames/s each way")
+        top.set_ylabel("frame round trip p99 (ms)")
+        top.set_title(f"{count} workers", fontsize=10)
+        top.legend(fontsize=8)
+        names = [r["server"] for r in chosen]
+        bottom_of = [0.0] * len(chosen)
+        for group in CPU_GROUPS:
+            values = [r["cpu_per_1000"].get(group) or 0 for r in chosen]
+            bottom.bar(names, values, bottom=bottom_of, label=group)
+            bottom_of = [a + b for a, b in zip(bottom_of, values, strict=True)]
+        bottom.set_ylabel("CPUs per 1,000 calls")
+        bottom.set_title("where the CPU goes, below the knee", fontsize=10)
+        bottom.legend(fontsize=8)
+        bottom.tick_params(axis="x", labelsize=8)
+    fig.suptitle("Voice traffic: frame round trip as calls grow\n"
+                 f"(knee: p99 above {results['late_ms']} ms or frames lost)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def latest_per_count(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One point per number of calls, the last measured (a re-measure afresh wins),
+    in order of calls."""
+    return sorted({p["calls"]: p for p in points}.values(), key=lambda p: p["calls"])
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def _cpu(values: dict[str, float | None]) -> str:
+    return " / ".join("-" if values.get(g) is None else f"{values[g]:.2f}" for g in CPU_GROUPS)
+
+
+def voice_rows(runs: list[dict[str, Any]], ratio_to: dict[int, int | None]) -> list[str]:
+    rows = []
+    for run in runs:
+        at = carried_point(run) or {}
+        best = ratio_to.get(run["workers"])
+        ratio = f"{run['knee'] / best:.2f}" if run["knee"] and best else "-"
+        rows.append(f"| {run['workers']} | {run['server']} | {run['knee'] or 'not reached'} | "
+                    f"{ratio} | {run['carried']} | {_ms(at.get('rtt_p50_ms'))} / "
+                    f"{_ms(at.get('rtt_p99_ms'))} | {at.get('late', '-')} | "
+                    f"{_ms(at.get('lag_p95_ms'))} | {at.get('balance') or '-'} | "
+                    f"{_cpu(at.get('cpu', {}))} | "
+                    f"{_cpu(run['cpu_per_1000'])} |")
+    return rows
+
+
+def best_peer_knees(runs: list[dict[str, Any]]) -> dict[int, int | None]:
+    best: dict[int, int | None] = {}
+    for run in runs:
+        if run["server"] != "dograh-systemd" and run["knee"]:
+            best[run["workers"]] = max(best.get(run["workers"]) or 0, run["knee"])
+    return best
+
+
+def voice_steps(run: dict[str, Any]) -> list[str]:
+    lines = [f"<details><summary>{run.get('variant') or run['server']}, {run['workers']} "
+             f"workers, {run['kind']} frames: every step</summary>", "",
+             "| calls | held | RTT p50 / p99 / max (ms) | late | lost | calls hurt | "
+             "loop lag p95 (ms) | calls per worker, max/mean | client lag p99 (ms) | "
+             "CPU nginx / workers / load |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for p in run["points"]:
+        lines.append(f"| {p['calls']}{' (afresh)' if p.get('fresh') else ''}"
+                     f"{' ✗' if ramp.frames_fail(p) else ''} | {p['held']} | "
+                     f"{_ms(p['rtt_p50_ms'])} / {_ms(p['rtt_p99_ms'])} / {_ms(p['rtt_max_ms'])} | "
+                     f"{p['late']} | {p['lost']} | {p['hurt']} | {_ms(p.get('lag_p95_ms'))} | "
+                     f"{p.get('balance') or '-'} | {_ms(p['client_lag_p99_ms'])} | "
+                     f"{_cpu(p['cpu'])} |")
+    return [*lines, "", "</details>", ""]
+
+
+def voice_markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    runs = results.get("runs", [])
+    json_runs = [r for r in runs if r["kind"] == "json"]
+    binary_runs = [r for r in runs if r["kind"] == "binary"]
+    header = ("| workers | server | knee (calls) | knee ÷ best peer's | calls carried | "
+              "RTT p50 / p99 at carried (ms) | late frames there | loop lag p95 there (ms) | "
+              "calls per worker there, max/mean | CPU there: nginx / workers / load | "
+              "CPUs per 1,000 calls: nginx / workers / load |")
+    lines = [
+        "# Voice traffic", "",
+        f"{results['date']}; {m['cpus']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, kernel "
+        f"{m['kernel']}, {m['container']}. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(results["versions"].items())) + ". One run, "
+        "side by side, on a shared machine: read ratios, not absolute figures.", "",
+        "Every call is a WebSocket to the app's `/api/v1/media`, which answers frame for "
+        "frame: a 20 ms frame each way, 50 a second, as a telephony media stream carries "
+        "(Twilio's JSON `media` event with 160 bytes of μ-law in base64, 0.3 KB; or the same "
+        "160 bytes as a binary frame). Our fleet is reached through its nginx, the peers "
+        "directly; all run the same app (bench/lagapp.py, the example app plus its loop "
+        "lag) on the same uvicorn and FastAPI, and the load generator (bench/voicegen.py) "
+        "runs on the same CPUs as the servers.", "",
+        f"Calls are added in steps and stay up; at each step, after {results['settle_s']} s, "
+        f"a {results['window_s']} s window measures the frames sent in it: the round trip "
+        "from when the frame was due (so a client too busy to send on time shows too), frames "
+        f"late (echo after {results['late_ms']} ms) and lost (no echo within 1 s), the worst "
+        "server process's loop-lag p95, and the CPU of every process (nginx, the API "
+        "workers, the load generator; on loopback the kernel's work for a message is "
+        "mostly charged to its sender). **The knee** is the fewest calls whose frames come "
+        f"back later than {results['late_ms']} ms at p99, or are lost, or whose calls are "
+        "refused or dropped, there and at every step above; a failing step is measured "
+        "once more afresh (all calls hung up and called again) before it counts, and the "
+        "gap to the last good step is then halved until it is within 3 %. **Calls carried** "
+        "is the last good step below the knee. CPU per 1,000 calls is each part's CPU over "
+        "the calls held, the median over the good steps from half the calls carried up.", "",
+    ]
+    lines += voice_summary(results)
+    if json_runs:
+        best = best_peer_knees(json_runs)
+        lines += ["## Side by side, Twilio-style JSON frames", "", header,
+                  "|---|---|---|---|---|---|---|---|---|---|---|", *voice_rows(json_runs, best), "",
+                  "![voice](voice.png)", ""]
+        lines += voice_hop_share(json_runs)
+    if binary_runs:
+        lines += ["## Binary frames (160 bytes of μ-law)", "", header,
+                  "|---|---|---|---|---|---|---|---|---|---|---|",
+                  *voice_rows(binary_runs, best_peer_knees(binary_runs)), ""]
+    hop = results.get("hop", [])
+    if hop:
+        lines += voice_hop(hop)
+    if runs or hop:
+        lines += ["## Every step", ""]
+        for run in [*runs, *hop]:
+            lines += voice_steps(run)
+    return "\n".join(lines) + "\n"
+
+
+def voice_summary(results: dict[str, Any]) -> list[str]:
+    """The figures the done-when list asks for, in a few lines."""
+    lines = []
+    for kind in ("json", "binary"):
+        runs = [r for r in results.get("runs", []) if r["kind"] == kind]
+        for workers in sorted({r["workers"] for r in runs}):
+            here = [r for r in runs if r["workers"] == workers]
+            ours = next((r for r in here if r["server"] == "dograh-systemd"), None)
+            peers = [r for r in here if r["server"] != "dograh-systemd" and r["knee"]]
+            if not ours or not ours["knee"] or not peers:
+                continue
+            peer = max(peers, key=lambda r: r["knee"])
+            cost = {r["server"]: sum(r["cpu_per_1000"].get(g) or 0 for g in CPU_GROUPS)
+                    for r in (ours, peer)}
+            nginx = ours["cpu_per_1000"].get("nginx") or 0
+            lines.append(
+                f"- {kind} frames, {workers} workers: our knee **{ours['knee']}** calls, "
+                f"**{ours['knee'] / peer['knee']:.2f} times** the best peer's ({peer['server']}, "
+                f"{peer['knee']}). A call costs {cost['dograh-systemd']:.2f} CPUs per 1,000 "
+                f"through us, {cost[peer['server']]:.2f} direct; nginx's part is {nginx:.2f} "
+                f"({nginx / cost['dograh-systemd']:.0%}): on CPU alone we would carry "
+                f"{cost[peer['server']] / cost['dograh-systemd']:.2f} times its calls.")
+    hop = results.get("hop", [])
+    base = next((r for r in hop if r.get("variant") == "baseline"), None)
+    if base and base["knee"]:
+        moved = [f"{r['variant']} {r['knee'] / base['knee'] - 1:+.0%}" for r in hop
+                 if r.get("variant") != "baseline" and r["knee"]
+                 and not r["variant"].startswith("best peer")]
+        lines.append("- Changes tried on our fleet (2 workers, knee against the baseline in the "
+                     "same run): " + "; ".join(moved) + ".")
+    return ["## In short", "", *lines, ""] if lines else []
+
+
+def voice_hop_share(runs: list[dict[str, Any]]) -> list[str]:
+    """What the nginx hop takes of the CPU per call."""
+    lines = []
+    for run in runs:
+        if run["server"] != "dograh-systemd":
+            continue
+        per = run["cpu_per_1000"]
+        if not all(per.get(g) for g in CPU_GROUPS):
+            continue
+        total = sum(per[g] for g in CPU_GROUPS)
+        lines.append(f"- {run['workers']} workers: nginx takes {per['nginx']:.2f} CPUs per "
+                     f"1,000 calls, {per['nginx'] / total:.0%} of all the CPU a call costs "
+                     f"on this machine ({per['nginx'] / per['workers']:.0%} of what the API "
+                     f"workers take for the same frames).")
+    if not lines:
+        return []
+    return ["**What the hop takes.** Per 1,000 calls (100,000 frames a second through "
+            "nginx and back):", "", *lines, ""]
+
+
+def voice_hop(hop: list[dict[str, Any]]) -> list[str]:
+    base = next((r for r in hop if r.get("variant") == "baseline"), None)
+    base_knee = base["knee"] if base else None
+    lines = ["## Making the hop cheaper", "",
+             "Our fleet at 2 workers, Twilio-style frames, one change at a time, each "
+             "patched inside the benchmark container only, against the baseline measured in "
+             "the same run; a change that moves the knee up by 5 % or more is kept, and the "
+             "ones kept are measured together. uvloop is installed in the venv for this part, "
+             "so every run names its loop (asyncio unless the change says otherwise); the "
+             "best peer is measured again in the same run, at its defaults and with the same "
+             "uvicorn settings as ours.", "",
+             "| change | knee (calls) | ÷ baseline | calls carried | CPUs per 1,000 calls: "
+             "nginx / workers / load |", "|---|---|---|---|---|"]
+    for run in hop:
+        ratio = f"{run['knee'] / base_knee:.2f}" if run["knee"] and base_knee else "-"
+        lines.append(f"| {run['variant']} | {run['knee'] or 'not reached'} | {ratio} | "
+                     f"{run['carried']} | {_cpu(run['cpu_per_1000'])} |")
+    return [*lines, ""]

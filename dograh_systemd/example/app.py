@@ -5,6 +5,9 @@
   and the client's address and scheme as the app sees them.
 - ``WS /api/v1/call``: holds a "call" open, echoing every message, until the
   client hangs up.
+- ``WS /api/v1/media``: a telephony media stream's echo: answers every text or
+  binary frame (a 20 ms audio frame, as Twilio's JSON events or raw μ-law) with
+  the same frame, frame for frame, as a voice bot's transport does.
 
 ``DOGRAH_EXAMPLE_STARTUP_SECONDS`` makes it wait that long while it starts, as
 an app that connects to its databases or loads models does (default 0).
@@ -48,4 +51,22 @@ async def call(websocket: WebSocket) -> None:
         while True:
             await websocket.send_text(await websocket.receive_text())
     except WebSocketDisconnect:
+        pass
+
+
+@app.websocket("/api/v1/media")
+async def media(websocket: WebSocket) -> None:
+    await websocket.accept()
+    # The raw ASGI messages: one frame in, the same frame out, nothing decoded
+    # (Starlette's receive() is in FastAPI 0.92 as in current releases).
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is not None:
+                await websocket.send_text(message["text"])
+            else:
+                await websocket.send_bytes(message["bytes"])
+    except WebSocketDisconnect:  # current Starlette: the client left while we sent
         pass
