@@ -5,11 +5,14 @@ around, a constant moved by one, a call left out) and runs the unit tests that
 cover each change; a mutant the tests let through is a gap. The modules and
 the tests come from ``[tool.mutmut]`` in pyproject.toml.
 
-    make mutate   # bench/results/mutation.md: the score per module, and every survivor
+    make mutate                          # bench/results/mutation.md: the score per
+                                         # module, and every survivor
+    python -m bench.mutation --again     # after new tests: only the last run's survivors
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import re
 import shutil
@@ -38,10 +41,27 @@ def module_of(mutant: str) -> str:
     return str(path.relative_to(REPO))
 
 
+def alive() -> list[str]:
+    """The mutants the last run left alive: survived, or covered by no test."""
+    return [line.split(":")[0].strip() for line in mutmut("results").splitlines()
+            if line.rstrip().endswith((": survived", ": no tests"))]
+
+
 def main() -> None:
-    shutil.rmtree(REPO / "mutants", ignore_errors=True)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--again", action="store_true",
+                        help="rerun only the last run's survivors (after new tests), "
+                             "keeping its other results")
+    args = parser.parse_args()
     began = time.monotonic()
-    subprocess.run([*MUTMUT, "run"], cwd=REPO, stdout=subprocess.DEVNULL, check=True)
+    if args.again:
+        # Which tests cover which function is measured afresh: the new tests count.
+        (REPO / "mutants/mutmut-stats.json").unlink(missing_ok=True)
+        subprocess.run([*MUTMUT, "run", *alive()], cwd=REPO, stdout=subprocess.DEVNULL,
+                       check=True)
+    else:
+        shutil.rmtree(REPO / "mutants", ignore_errors=True)
+        subprocess.run([*MUTMUT, "run"], cwd=REPO, stdout=subprocess.DEVNULL, check=True)
     took = time.monotonic() - began
     states: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     survivors: list[str] = []
@@ -56,7 +76,8 @@ def main() -> None:
     killed = sum(c["killed"] + c["timeout"] for c in states.values())
     total = sum(sum(c.values()) for c in states.values())
     lines = ["# Mutation run", "",
-             f"`make mutate` ({mutmut('--version').strip()}), {took / 60:.0f} min on "
+             f"`make mutate`{' then `--again`' if args.again else ''} "
+             f"({mutmut('--version').strip()}), {took / 60:.0f} min on "
              f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} CPUs: "
              f"**{killed} of {total} mutants killed ({100 * killed / total:.1f} %)** by "
              "tests/unit.", "",

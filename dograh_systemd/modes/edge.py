@@ -69,6 +69,8 @@ class Survey:
     trouble: dict[Host, Trouble] = field(default_factory=dict)
     # What each host's change did, for the summary.
     done: dict[str, str] = field(default_factory=dict)
+    # Hosts whose dograhctl failed the change asked of them, and why.
+    failed: dict[str, str] = field(default_factory=dict)
 
     def take(self, host: Host, answer: HostReport | Trouble) -> HostReport | None:
         """Keep ``answer`` as the host's latest word; its report, or None on trouble."""
@@ -321,6 +323,12 @@ class Edge(Mode):
                 ctx.report(f"{host}: {doing}")
                 self.change(ctx, survey, {host: [*args, *drain_args(change.drain_timeout)]},
                             change.drain_timeout)
+                trouble = survey.trouble.get(host)
+                if trouble and trouble.answers:
+                    # It answered but did not move (a refusal, a failure): the command
+                    # fails, and the host, read again, keeps serving what it served.
+                    survey.failed[host.name] = trouble.why
+                    self.call(ctx, survey, host, ["status"], STATUS_TIMEOUT)
 
     def prepare(self, ctx: Context) -> None:
         """Before the first change: nginx is sound, the site's certificate is ready, the SSH
@@ -471,13 +479,15 @@ class Edge(Mode):
     def answer(self, ctx: Context, survey: Survey, verb: str = "") -> Answer:
         upstream = recorded_upstream(ctx)
         hosts = ", ".join(f"{name}: {text}" for name, text in survey.done.items())
+        failed = "".join(f"; {name} did not move ({why})" for name, why in survey.failed.items())
         left_out = "".join(f"; {host.name} is left out ({trouble.why})"
                            for host, trouble in survey.trouble.items())
         text = (f"{verb}{len(upstream)} API workers behind the edge"
-                + (f" ({hosts})" if hosts else "") + left_out)
+                + (f" ({hosts})" if hosts else "") + failed + left_out)
         data = {"upstream": [m.endpoint for m in upstream], "hosts": survey.done,
+                "failed": survey.failed,
                 "down": {host.name: trouble.why for host, trouble in survey.trouble.items()}}
-        return Answer(text, data)
+        return Answer(text, data, 1 if survey.failed else 0)
 
 
 def keep_args(host: Host, report: HostReport, placed: Mapping[str, set[str]],

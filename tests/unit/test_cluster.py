@@ -176,8 +176,10 @@ def test_the_edge_finishes_a_hosts_interrupted_operation(cluster: FakeCluster) -
     dograhctl(cluster.edge, "scale", "4")
     worker2 = cluster.workers["worker2"]
     worker2.kill_at = lambda event: event == "start dograh-api@8100.service"
-    out = dograhctl(cluster.edge, "restart")
-    assert "worker2 is left out (dograhctl failed there: no output)" in out
+    out = dograhctl(cluster.edge, "restart", code=1)
+    assert "; worker2 did not move (dograhctl failed there: no output)\n" in out
+    # Read again, its old workers keep their place in the upstream.
+    assert "10.0.0.12:8000" in upstream(cluster)
     worker2.revive()
     dograhctl(cluster.edge, "rebalance")
     worker2.run_background()
@@ -348,3 +350,72 @@ def test_status_names_what_the_hosts_and_the_upstream_disagree_on(
     code, out, _ = cluster.edge.dograhctl("status")
     assert "  worker2: dograh-api@8005.service runs but is not part of the fleet" in out
     assert code == 1
+
+
+def test_render_on_an_edge_writes_its_units_and_the_recorded_upstream(
+        cluster: FakeCluster, tmp_path: Path) -> None:
+    edge = cluster.edge
+    stage = tmp_path / "stage"
+    code, _, err = edge.dograhctl("render", "--root", str(stage))
+    assert code == 0
+    assert (stage / "etc/systemd/system/dograh-cluster.timer").exists()
+    assert (stage / "etc/systemd/system/dograh.target").exists()
+    assert not (stage / "etc/systemd/system/dograh-api@.service").exists()  # no fleet here
+    assert not (stage / "etc/nginx/dograh/upstream.conf").exists()  # nothing recorded yet
+    dograhctl(edge, "scale", "4")
+    edge.log.clear()
+    cluster.calls.clear()
+    code, _, err = edge.dograhctl("render", "--root", str(stage), "--dry-run")
+    assert code == 0 and "+    server 10.0.0.12:8001 " in err
+    assert not (stage / "etc/nginx/dograh/upstream.conf").exists()
+    dograhctl(edge, "render", "--root", str(stage))
+    staged = (stage / "etc/nginx/dograh/upstream.conf").read_text()
+    assert staged == edge.files.read(paths.NGINX_UPSTREAM)
+    assert edge.log == [] and cluster.calls == []  # a staging root asks no host, moves nothing
+    # On the live root: what moves no process, from the record, without asking the hosts.
+    edge.files.unlink(paths.NGINX_UPSTREAM)
+    out = dograhctl(edge, "render")
+    assert str(paths.NGINX_UPSTREAM) in out
+    assert edge.files.read(paths.NGINX_UPSTREAM) == staged
+    assert edge.log[-2] == ("nginx 10.0.0.11:8000 10.0.0.11:8001 10.0.0.12:8000 "
+                            "10.0.0.12:8001") and cluster.calls == []
+    assert "0 file(s) changed" in dograhctl(edge, "render")
+
+
+def test_resume_on_an_edge_finishes_what_a_host_staged(cluster: FakeCluster) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    worker1 = cluster.workers["worker1"]
+    dograhctl(worker1, "scale", "3", "--stage")
+    assert api_units(worker1) == ["dograh-api@8000.service", "dograh-api@8001.service",
+                                  "dograh-api@8002.service"]
+    cluster.calls.clear()
+    out = dograhctl(cluster.edge, "resume")
+    assert "worker1 (10.0.0.11): finishing its staged scale" in out
+    assert upstream(cluster) == ["10.0.0.11:8000", "10.0.0.11:8001", "10.0.0.11:8002",
+                                 "10.0.0.12:8000", "10.0.0.12:8001"]
+    assert [c for c in cluster.calls if "resume --switched" in c] == [
+        "worker1 resume --switched --json"]
+    assert "finishing" not in dograhctl(cluster.edge, "resume")  # nothing left to finish
+    no_violations(cluster)
+
+
+def test_status_on_an_edge_reads_host_by_host(cluster: FakeCluster) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    cluster.down.add("worker2")
+    code, out, _ = cluster.edge.dograhctl("status")
+    lines = out.splitlines()
+    assert code == 1
+    assert lines[0] == "Host worker1 (10.0.0.11):"
+    assert lines[1].split()[:2] == ["dograh-api@8000.service", "active/running"]
+    assert "Host worker2 (10.0.0.12): DOWN (does not answer: ssh: connect to host 10.0.0.12 " \
+           "port 22: Connection timed out)" in lines
+    assert ("nginx upstream dograh_api: 10.0.0.11:8000 10.0.0.11:8001 10.0.0.12:8000 "
+            "10.0.0.12:8001") in lines
+    assert lines[-4:] == ["Mismatches:",
+                          "  worker2 does not answer: ssh: connect to host 10.0.0.12 port 22: "
+                          "Connection timed out",
+                          "  the upstream lists 10.0.0.12:8000, which is not ready",
+                          "  the upstream lists 10.0.0.12:8001, which is not ready"]
+    cluster.down.clear()
+    code, out, _ = cluster.edge.dograhctl("status")
+    assert (code, out.splitlines()[-1]) == (0, "No mismatches.")

@@ -556,3 +556,25 @@ def test_removing_the_site_over_a_broken_admin_config_warns_and_does_not_reload(
     assert "warning: nginx was not reloaded and still serves the old Dograh site" in err
     assert not [e for e in host.log if e.startswith("nginx ")]
     assert not host.files.exists(paths.NGINX_SITE)
+
+
+def test_a_rollback_killed_midway_is_finished_as_a_rollback(host: FakeHost) -> None:
+    scale(host, 2)
+    upstream = upstream_text(host)
+    host.configure("FASTAPI_WORKERS=2\nARQ_WORKERS=1\nDOGRAH_APP=api.app:aplication\n")
+    host.failing.update(UPPER)
+    host.kill_at = lambda event: event == f"stop {UPPER[0]}"  # the rollback's first step
+    with pytest.raises(Killed):
+        scale(host, 3)
+    host.revive()
+    op = record(host)["operation"]
+    assert op["verb"] == "rollback" and op["started"] > 0
+    assert op["nginx"][str(paths.NGINX_UPSTREAM)] == upstream
+    assert [line for line in status(host).data["mismatches"] if "interrupted" in line] == [
+        "an interrupted rollback stopped at its stop phase; finish it with: dograhctl resume "
+        "(as root)"]
+    resume(host)
+    assert host.active() == whole_fleet(API[:2])
+    assert upstream_text(host) == upstream
+    assert record(host)["operation"] is None
+    assert host.violations == []

@@ -319,3 +319,68 @@ def test_one_host_that_cannot_build_stops_the_deploy_before_any_switch(
     assert code == 1 and "no host moved" in err
     assert not [e for e in edge.log if e.startswith("nginx ")]
     assert api_cwds(cluster.workers["worker1"]) == {"dograh"}  # /var/lib/dograh: in place
+
+
+def test_the_edge_makes_lists_deploys_and_rolls_back_across_hosts(
+        cluster: FakeCluster, repo: Path) -> None:
+    edge = cluster.edge
+    dograhctl(edge, "scale", "4")
+    cluster.calls.clear()
+    assert dograhctl(edge, "release", "make", "--app", "app:app", "--id", "first") == \
+        "release first is ready on 2 host(s)\n"
+    asked = f"release make {repo} --ref  --id first --layout app --app app:app --json"
+    assert [c for c in cluster.calls if " release make " in c] == [f"worker1 {asked}",
+                                                                   f"worker2 {asked}"]
+    commit(repo, "B")
+    dograhctl(edge, "release", "make", "--app", "app:app", "--id", "second", "--ref", "main")
+    assert cluster.calls[-1].endswith(" --ref main --id second --layout app --app app:app "
+                                      "--json")
+    dograhctl(edge, "deploy", "first")
+    # Only the config's app ran before "first": each host refuses and keeps
+    # serving, and the edge fails.
+    code, out, _ = edge.dograhctl("rollback")
+    refused = ("dograhctl failed there: there is no release to roll back to: the fleet ran "
+               "no other release before this one")
+    assert code == 1 and out.rstrip().endswith(
+        f"; worker1 did not move ({refused}); worker2 did not move ({refused})")
+    assert len(edge.upstream) == 4
+    assert dograhctl(edge, "deploy").startswith("deployed: ")  # the newest ready everywhere
+    for host in cluster.workers.values():
+        host.run_background()
+        assert api_cwds(host) == {"second"}
+    listed = dograhctl(edge, "releases").splitlines()
+    assert listed[0] == "Host worker1 (10.0.0.11): runs second"
+    assert [line.split() for line in listed[1:3]] == [["first", "ready"], ["second", "ready"]]
+    assert listed[3] == "Host worker2 (10.0.0.12): runs second"
+    cluster.calls.clear()
+    assert dograhctl(edge, "rollback").startswith("rolled back: ")
+    assert [c.split()[:2] for c in cluster.calls if " rollback" in c] == [
+        ["worker1", "rollback"], ["worker2", "rollback"]]
+    for host in cluster.workers.values():
+        host.run_background()
+        assert api_cwds(host) == {"first"}
+        assert host.violations == []
+    cluster.down.add("worker2")
+    listed = dograhctl(edge, "releases").splitlines()
+    assert listed[-1].startswith("Host worker2 (10.0.0.12): does not answer: ssh: connect")
+    code, _, err = edge.dograhctl("deploy", "second")
+    assert code == 1 and err.splitlines()[-1].startswith(
+        "dograhctl: release second is not ready on worker2 (does not answer: ssh")
+    cluster.down.clear()
+    code, _, err = edge.dograhctl("deploy", "third")
+    assert (code, err) == (1, "dograhctl: release third is not ready on worker1 (it is "
+                              "missing); worker2 (it is missing); no host moved\n")
+
+
+def test_the_edge_needs_a_source_and_a_release_ready_everywhere(cluster: FakeCluster,
+                                                                 repo: Path) -> None:
+    edge = cluster.edge
+    dograhctl(edge, "scale", "4")
+    code, _, err = edge.dograhctl("deploy")
+    assert (code, err) == (1, "dograhctl: no release is ready on every host; make one with: "
+                              "dograhctl release make\n")
+    edge.configure((edge.files.read(Path("/etc/dograh/dograh.env")) or "").replace(
+        f"DOGRAH_SOURCE={repo}\n", ""))
+    code, _, err = edge.dograhctl("release", "make", "--app", "app:app")
+    assert (code, err) == (1, "dograhctl: no source to make a release from: give one, or set "
+                              "DOGRAH_SOURCE\n")
