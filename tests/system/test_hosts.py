@@ -189,8 +189,14 @@ def test_a_crash_looping_unit_holds_up_no_host(hosts: dict[str, Container],
                     "--call-seconds", "5", "--initial-calls", "8")
         dograhctl(edge, "scale", "3")
         before = set(units(hosts["worker2"], "dograh-api@*"))
-        dograhctl(edge, "restart")
+        # worker1's restart fails on its ARQ unit: the edge says so, and worker1 keeps
+        # serving on its old workers, still in the upstream.
+        told = edge.run("dograhctl", "restart", check=False, timeout=600)
+        assert told.returncode == 1, told
+        assert "; worker1 did not move (dograhctl failed there: dograh-arq@1.service " \
+               "failed to start" in told.stdout, told
         assert_nothing_lost(load.result())
+        assert any(member.startswith(WORKERS["worker1"]) for member in status(edge)["upstream"])
         # worker2 moved onto a new band though worker1 has a unit that keeps failing.
         assert before.isdisjoint(units(hosts["worker2"], "dograh-api@*"))
         found = status(edge)
