@@ -406,13 +406,15 @@ def voice_summary(results: dict[str, Any]) -> list[str]:
             cost = {r["server"]: sum(r["cpu_per_1000"].get(g) or 0 for g in CPU_GROUPS)
                     for r in (ours, peer)}
             nginx = ours["cpu_per_1000"].get("nginx") or 0
-            lines.append(
-                f"- {kind} frames, {workers} workers: our knee **{ours['knee']}** calls, "
-                f"**{ours['knee'] / peer['knee']:.2f} times** the best peer's ({peer['server']}, "
-                f"{peer['knee']}). A call costs {cost['dograh-systemd']:.2f} CPUs per 1,000 "
-                f"through us, {cost[peer['server']]:.2f} direct; nginx's part is {nginx:.2f} "
-                f"({nginx / cost['dograh-systemd']:.0%}): on CPU alone we would carry "
-                f"{cost[peer['server']] / cost['dograh-systemd']:.2f} times its calls.")
+            line = (f"- {kind} frames, {workers} workers: our knee **{ours['knee']}** calls, "
+                    f"**{ours['knee'] / peer['knee']:.2f} times** the best peer's "
+                    f"({peer['server']}, {peer['knee']}).")
+            if all(cost.values()):  # the CPU was read at enough steps below both knees
+                line += (f" A call costs {cost['dograh-systemd']:.2f} CPUs per 1,000 through "
+                         f"us, {cost[peer['server']]:.2f} direct; nginx's part is {nginx:.2f} "
+                         f"({nginx / cost['dograh-systemd']:.0%}): on CPU alone we would carry "
+                         f"{cost[peer['server']] / cost['dograh-systemd']:.2f} times its calls.")
+            lines.append(line)
     hop = results.get("hop", [])
     base = next((r for r in hop if r.get("variant") == "baseline"), None)
     if base and base["knee"]:
