@@ -487,6 +487,15 @@ class FakeCluster:
             return Completed(code, out, err)
 
 
+def edge_host(root: Path, address: str, config: str) -> FakeHost:
+    """An edge with its config and the cluster's SSH key, root's alone."""
+    edge = FakeHost(root, address)
+    edge.configure(config)
+    key = edge.files.path(Path("/etc/dograh/cluster_key"))
+    key.write_text("a key\n")
+    key.chmod(0o600)
+    return edge
+
 def _port(name: str) -> int | None:
     match = re.fullmatch(r"dograh-api@(\d+)\.service", name)
     return int(match.group(1)) if match else None

@@ -12,7 +12,7 @@ import pytest
 from dograh_systemd import paths
 from dograh_systemd.host.commands import Completed
 
-from .fake_host import FakeCluster, FakeHost
+from .fake_host import FakeCluster, FakeHost, edge_host
 
 EDGE = "10.0.0.10"
 ADDRESSES = {"worker1": "10.0.0.11", "worker2": "10.0.0.12"}
@@ -22,13 +22,10 @@ ARI = "dograh-ari-manager.service"
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> FakeCluster:
-    edge = FakeHost(tmp_path / "edge", EDGE)
-    edge.configure('DOGRAH_HOSTS="worker1=10.0.0.11 worker2=10.0.0.12"\nFASTAPI_WORKERS=4\n'
-                   "DOGRAH_SINGLETON_HOSTS=ari-manager=worker1 "
-                   "campaign-orchestrator=worker1\n")
-    key = edge.files.path(Path("/etc/dograh/cluster_key"))
-    key.write_text("a key\n")
-    key.chmod(0o600)
+    edge = edge_host(tmp_path / "edge", EDGE,
+                     'DOGRAH_HOSTS="worker1=10.0.0.11 worker2=10.0.0.12"\nFASTAPI_WORKERS=4\n'
+                     "DOGRAH_SINGLETON_HOSTS=ari-manager=worker1 "
+                     "campaign-orchestrator=worker1\n")
     workers = {}
     for name, address in ADDRESSES.items():
         workers[name] = FakeHost(tmp_path / name, address)

@@ -50,12 +50,18 @@ def test_a_self_signed_certificate_is_made_whole_for_a_long_name(host: FakeHost)
     assert not [p for p in host.files.listing(paths.TLS_DIR) if p.name.startswith(".")]
 
 
-def test_a_failed_renewal_leaves_the_serving_pair_untouched(host: FakeHost) -> None:
+def renamed_while_serving(host: FakeHost) -> str | None:
+    """A fleet serving a self-signed pair for one name, its config then given another:
+    the pair it serves."""
     host.configure("DOGRAH_TLS=self-signed\nDOGRAH_NGINX_SERVER_NAME=voice.example.com\n")
     with_openssl(host)
     assert host.dograhctl("scale", "2")[0] == 0
-    serving = host.files.read(paths.SELF_SIGNED)
     host.configure("DOGRAH_TLS=self-signed\nDOGRAH_NGINX_SERVER_NAME=other.example.com\n")
+    return host.files.read(paths.SELF_SIGNED)
+
+
+def test_a_failed_renewal_leaves_the_serving_pair_untouched(host: FakeHost) -> None:
+    serving = renamed_while_serving(host)
     with_openssl(host, refuse_requests=True)
     code, _, err = host.dograhctl("render")
     assert code == 1
@@ -66,11 +72,7 @@ def test_a_failed_renewal_leaves_the_serving_pair_untouched(host: FakeHost) -> N
 
 
 def test_a_certificate_nginx_refuses_is_put_back(host: FakeHost) -> None:
-    host.configure("DOGRAH_TLS=self-signed\nDOGRAH_NGINX_SERVER_NAME=voice.example.com\n")
-    with_openssl(host)
-    assert host.dograhctl("scale", "2")[0] == 0
-    serving = host.files.read(paths.SELF_SIGNED)
-    host.configure("DOGRAH_TLS=self-signed\nDOGRAH_NGINX_SERVER_NAME=other.example.com\n")
+    serving = renamed_while_serving(host)
     host.nginx_tests_fail = True
     code, _, err = host.dograhctl("render")
     assert code == 1 and "nginx refuses the new self-signed certificate" in err

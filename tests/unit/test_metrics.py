@@ -24,7 +24,7 @@ from dograh_systemd.host.commands import Completed, run_here
 from dograh_systemd.worker.contract import Load
 
 from .conftest import context
-from .fake_host import REPO, FakeCluster, FakeHost, Killed, NginxProcess, Unit
+from .fake_host import REPO, FakeCluster, FakeHost, Killed, NginxProcess, Unit, edge_host
 
 PROMETHEUS = REPO / "docs/prometheus"
 RULES = PROMETHEUS / "dograh.rules.yml"
@@ -188,13 +188,10 @@ def test_metrics_go_to_node_exporters_directory_atomically(busy: FakeHost) -> No
 
 
 def test_an_edges_text_tells_each_host_up_or_down(tmp_path: Path) -> None:
-    edge = FakeHost(tmp_path / "edge", "10.0.0.10")
-    edge.configure('DOGRAH_HOSTS="worker1=10.0.0.11 worker2=10.0.0.12 worker3=10.0.0.13"\n'
-                   "FASTAPI_WORKERS=4\nDOGRAH_SINGLETON_HOSTS=ari-manager=worker1 "
-                   "campaign-orchestrator=worker1\n")
-    key = edge.files.path(Path("/etc/dograh/cluster_key"))
-    key.write_text("a key\n")
-    key.chmod(0o600)
+    edge = edge_host(tmp_path / "edge", "10.0.0.10",
+                     'DOGRAH_HOSTS="worker1=10.0.0.11 worker2=10.0.0.12 worker3=10.0.0.13"\n'
+                     "FASTAPI_WORKERS=4\nDOGRAH_SINGLETON_HOSTS=ari-manager=worker1 "
+                     "campaign-orchestrator=worker1\n")
     workers = {}
     for number in (1, 2, 3):
         address = f"10.0.0.1{number}"

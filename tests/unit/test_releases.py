@@ -16,7 +16,7 @@ import pytest
 
 from dograh_systemd import paths
 
-from .fake_host import FakeCluster, FakeHost
+from .fake_host import FakeCluster, FakeHost, edge_host
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -92,6 +92,18 @@ def dograhctl(host: FakeHost, *args: str) -> str:
     return out
 
 
+def deployed_then_made(host: FakeHost, repo: Path, migration: str | None = None
+                       ) -> tuple[str, str]:
+    """Release A made and deployed, then release B made from a later commit."""
+    configure(host, repo)
+    dograhctl(host, "scale")
+    a = make(host)
+    dograhctl(host, "deploy", a)
+    host.clock.now += 1
+    commit(repo, "B", migration)
+    return a, make(host)
+
+
 def api_cwds(host: FakeHost) -> set[str]:
     return {Path(unit.cwd).name for name, unit in host.units.items()
             if name.startswith("dograh-api@") and unit.active == "active" and unit.cwd}
@@ -138,13 +150,7 @@ def test_deploy_moves_every_process_onto_the_release(host: FakeHost, repo: Path)
 
 
 def test_a_new_release_keeps_old_workers_on_their_own_code(host: FakeHost, repo: Path) -> None:
-    configure(host, repo)
-    dograhctl(host, "scale")
-    a = make(host)
-    dograhctl(host, "deploy", a)
-    host.clock.now += 1
-    commit(repo, "B")
-    b = make(host)
+    a, b = deployed_then_made(host, repo)
     before = {p: p.read_bytes() for p in host.files.path(paths.RELEASES_DIR / a).rglob("*")
               if p.is_file()}
     for name in ("dograh-api@8100.service", "dograh-api@8101.service"):
@@ -187,13 +193,7 @@ def test_a_release_that_does_not_import_is_refused_and_changes_nothing(
 
 
 def test_rollback_goes_back_and_a_restart_stays_there(host: FakeHost, repo: Path) -> None:
-    configure(host, repo)
-    dograhctl(host, "scale")
-    a = make(host)
-    dograhctl(host, "deploy", a)
-    host.clock.now += 1
-    commit(repo, "B")
-    b = make(host)
+    a, b = deployed_then_made(host, repo)
     dograhctl(host, "deploy", b)
     assert dograhctl(host, "rollback").startswith("deployed: ")
     assert api_cwds(host) == {a}
@@ -207,13 +207,7 @@ def test_rollback_goes_back_and_a_restart_stays_there(host: FakeHost, repo: Path
 
 
 def test_rollback_over_unknown_migrations_needs_force(host: FakeHost, repo: Path) -> None:
-    configure(host, repo)
-    dograhctl(host, "scale")
-    a = make(host)
-    dograhctl(host, "deploy", a)
-    host.clock.now += 1
-    commit(repo, "B", migration="0002_campaigns.py")
-    b = make(host)
+    a, b = deployed_then_made(host, repo, migration="0002_campaigns.py")
     dograhctl(host, "deploy", b)
     host.log.clear()
     code, _, err = host.dograhctl("rollback")
@@ -272,12 +266,9 @@ def test_a_release_name_is_checked(host: FakeHost, repo: Path) -> None:
 
 @pytest.fixture
 def cluster(tmp_path: Path, repo: Path) -> FakeCluster:
-    edge = FakeHost(tmp_path / "edge", "10.0.0.10")
-    edge.configure(f'DOGRAH_HOSTS="worker1=10.0.0.11 worker2=10.0.0.12"\nFASTAPI_WORKERS=4\n'
-                   f"DOGRAH_SOURCE={repo}\nDOGRAH_SOURCE_LAYOUT=app\n")
-    key = edge.files.path(Path("/etc/dograh/cluster_key"))
-    key.write_text("a key\n")
-    key.chmod(0o600)
+    edge = edge_host(tmp_path / "edge", "10.0.0.10",
+                     f'DOGRAH_HOSTS="worker1=10.0.0.11 worker2=10.0.0.12"\nFASTAPI_WORKERS=4\n'
+                     f"DOGRAH_SOURCE={repo}\nDOGRAH_SOURCE_LAYOUT=app\n")
     workers = {}
     for name, address in (("worker1", "10.0.0.11"), ("worker2", "10.0.0.12")):
         workers[name] = FakeHost(tmp_path / name, address)
