@@ -366,9 +366,10 @@ def voice_markdown(results: dict[str, Any]) -> str:
         f"back later than {results['late_ms']} ms at p99, or are lost, or whose calls are "
         "refused or dropped, there and at every step above; a failing step is measured "
         "once more afresh (all calls hung up and called again) before it counts, and the "
-        "gap to the last good step is then halved until it is within 3 %. **Calls carried** "
-        "is the last good step below the knee. CPU per 1,000 calls is each part's CPU over "
-        "the calls held, the median over the good steps from half the calls carried up.", "",
+        "gap to the last good step is then halved (three times at most) until it is within "
+        "3 %. **Calls carried** is the last good step below the knee. CPU per 1,000 calls "
+        "is each part's CPU over the calls held, the median over the good steps from half "
+        "the calls carried up.", "",
     ]
     lines += voice_summary(results)
     if json_runs:

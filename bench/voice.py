@@ -11,10 +11,10 @@ worst worker's loop lag p95, and the CPU of nginx, the workers and the load
 generator. The knee is the fewest calls whose frames come back late at p99
 or not at all, at that step and every one above it; the ramp confirms a
 failing step once afresh, then halves the gap to the last good step until it
-is within 3 % (five times at most).
+is within 3 % (three times at most).
 
 Then the nginx hop on its own: the same ramp on our fleet with one change at
-a time (nginx worker processes, CPU affinity and priority, its tunnel buffer,
+a time (nginx worker processes, CPU affinity, its tunnel buffer,
 Unix sockets to the workers, uvicorn's WebSocket implementation, uvloop), each
 patched inside the container only, and the best peer with the same uvicorn
 settings.
@@ -46,10 +46,10 @@ from .run import PEER_PACKAGES, REPO, RESULTS, VENV, installed, machine, save
 SERVERS = ("dograh-systemd", "uvicorn --workers", "gunicorn")
 WORKERS = [2, 4]
 START, FACTOR, LIMIT = 100, 1.25, 4000
-BISECTIONS = 5
+BISECTIONS = 3
 # The hop's variants start below the baseline's knee, in finer steps.
 HOP_START, HOP_FACTOR = 0.7, 1.1
-SETTLE, WINDOW = 5, 10
+SETTLE, WINDOW = 4, 8
 # A venv for the load generator alone, with uvloop: a cheaper client leaves more
 # of the shared CPUs to the servers, the same for every server.
 LOAD_VENV = "/opt/voicegen"
@@ -404,13 +404,9 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("baseline", {}),
     ("nginx: 1 worker process", {"worker_processes": "1"}),
     ("nginx: worker_cpu_affinity auto", {"nginx_main": ["worker_cpu_affinity auto;"]}),
-    # nginx does little per frame but sits twice in every round trip: waking it first
-    # when the CPUs are busy shortens the wait for each hop.
-    ("nginx: worker_priority -5", {"nginx_main": ["worker_priority -5;"]}),
     ("nginx: proxy_buffer_size 64k", {"site": ["proxy_buffer_size 64k;"]}),
     ("nginx → workers over Unix sockets", {"unix": True}),
     ("uvicorn ws=wsproto", {"uvicorn": {"ws": "wsproto"}}),
-    ("uvicorn ws=websockets-sansio", {"uvicorn": {"ws": "websockets-sansio"}}),
     ("uvloop", {"uvicorn": {"loop": "uvloop"}}),
     # The machine drifts: the baseline once more, last, says by how much.
     ("baseline, again", {}),
