@@ -478,7 +478,7 @@ class Edge(Mode):
 
     def answer(self, ctx: Context, survey: Survey, verb: str = "") -> Answer:
         upstream = recorded_upstream(ctx)
-        hosts = ", ".join(f"{name}: {text}" for name, text in survey.done.items())
+        hosts = "; ".join(f"{name}: {text}" for name, text in survey.done.items())
         failed = "".join(f"; {name} did not move ({why})" for name, why in survey.failed.items())
         left_out = "".join(f"; {host.name} is left out ({trouble.why})"
                            for host, trouble in survey.trouble.items())

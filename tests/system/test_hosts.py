@@ -34,6 +34,7 @@ HOSTS = {"edge": ("bookworm", 10), "worker1": ("bookworm", 11), "worker2": ("tri
 ORCHESTRATOR = "dograh-campaign-orchestrator.service"
 ARI = "dograh-ari-manager.service"
 ENV = "/etc/dograh/dograh.env"
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 PLACED = "ari-manager=worker1 campaign-orchestrator=worker1"
 
 
@@ -112,6 +113,26 @@ def test_two_plus_two_share_eighty_calls(hosts: dict[str, Container], edge: Cont
                                                for p in (8000, 8001))
     for role in ("ari-manager", "campaign-orchestrator"):
         assert where(edge, role) == ["worker1"], role
+
+
+def test_every_host_writes_its_metrics_from_its_sandbox(hosts: dict[str, Container],
+                                                        edge: Container) -> None:
+    """dograh-metrics.service, as its timer runs it: on the edge it asks every worker host
+    over SSH, on a worker host it lists the firewall's table."""
+    written = {}
+    for name in ("edge", *WORKERS):
+        host = hosts[name]
+        host.run("mkdir", "-p", TEXTFILE_DIR)  # what node-exporter's package makes
+        try:
+            host.run("systemctl", "start", "dograh-metrics.service", timeout=120)
+            written[name] = host.path(f"{TEXTFILE_DIR}/dograh.prom").read_text()
+        finally:
+            host.run("rm", "-rf", TEXTFILE_DIR)
+    for name in WORKERS:
+        assert f'dograh_host_up{{host="{name}"}} 1' in written["edge"], written["edge"]
+        assert f'dograh_host_upstream_members{{host="{name}"}} 2' in written["edge"]
+        assert 'dograh_units_desired{role="api"} 2' in written[name], written[name]
+        assert "dograh_mismatches 0" in written[name], written[name]
 
 
 def test_the_worker_ports_refuse_anyone_but_the_edge(hosts: dict[str, Container],

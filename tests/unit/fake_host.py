@@ -57,6 +57,7 @@ class Unit:
     # Where its process runs from: its unit file's WorkingDirectory= when it started.
     cwd: Path | None = None
     exited: float = 0.0  # when its main process last ended (a oneshot's, a deploy's)
+    published: bool = True  # it has written its Status line (a worker just started has not)
 
 
 class FakeClock(Clock):
@@ -341,7 +342,8 @@ class FakeHost(Host):
     def _show(self, name: str) -> str:
         unit = self.units.get(name, Unit())
         registry = unit.load.app_calls is not None or unit.load.app_error is not None
-        status = contract.format_status(unit.load, registry) if unit.active == "active" else ""
+        status = contract.format_status(unit.load, registry) \
+            if unit.active == "active" and unit.published else ""
         return (f"Id={name}\nLoadState=loaded\nActiveState={unit.active}\nSubState={unit.sub}\n"
                 f"MainPID={unit.pid}\nMemoryCurrent={50 * 1024 * 1024}\nStatusText={status}\n"
                 f"UnitFileState={'enabled' if unit.enabled else 'disabled'}\n"

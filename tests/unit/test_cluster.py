@@ -5,6 +5,7 @@ worker host that lies, breaks or goes away harms neither the edge nor the others
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -416,3 +417,53 @@ def test_status_on_an_edge_reads_host_by_host(cluster: FakeCluster) -> None:
     cluster.down.clear()
     code, out, _ = cluster.edge.dograhctl("status")
     assert (code, out.splitlines()[-1]) == (0, "No mismatches.")
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (["scale", "4", "--singletons", "ari-manager"],
+     "--singletons is what an edge passes its worker hosts"),
+    (["scale", "4", "--arq", "2"], "--arq is each worker host's own: ARQ_WORKERS in its config"),
+    (["scale", "4", "--stage"], "--stage is for one host: an edge stages its hosts itself"),
+    (["scale", "--host", "worker9=2"], "worker9 is not in DOGRAH_HOSTS"),
+    (["scale", "--host-is-gone", "worker9"], "worker9 is not in DOGRAH_HOSTS"),
+])
+def test_an_edge_refuses_what_is_not_its_own_in_one_line(cluster: FakeCluster,
+                                                         args: list[str], error: str) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    before = edge_files(cluster)
+    cluster.calls.clear()
+    code, _, err = cluster.edge.dograhctl(*args)
+    assert (code, err) == (1, f"dograhctl: {error}\n")
+    assert edge_files(cluster) == before and cluster.calls == []
+
+
+def test_an_edge_says_what_each_host_did_and_what_it_could_not_reach(
+        cluster: FakeCluster) -> None:
+    code, out, _ = cluster.edge.dograhctl("scale", "4")
+    assert (code, out) == (0, (
+        "4 API workers behind the edge (worker1: 2 API workers (ports 8000-8001), 1 ARQ "
+        "workers, singletons: dograh-ari-manager.service, dograh-campaign-orchestrator.service "
+        "(started 5, stopped 0); worker2: 2 API workers (ports 8000-8001), 1 ARQ workers, "
+        "singletons: none (started 3, stopped 0))\n"))
+    cluster.down.add("worker2")
+    code, _, err = cluster.edge.dograhctl("scale", "--host", "worker2=2")
+    assert (code, err.splitlines()[-1]) == (1, "dograhctl: no answering host named worker2")
+    cluster.down.add("worker1")
+    code, _, err = cluster.edge.dograhctl("rebalance")
+    timed_out = "port 22: Connection timed out"
+    assert (code, err.splitlines()[-1]) == (
+        1, "dograhctl: no worker host has a ready API worker to send to; worker1 (10.0.0.11) "
+           f"does not answer: ssh: connect to host 10.0.0.11 {timed_out}; worker2 (10.0.0.12) "
+           f"does not answer: ssh: connect to host 10.0.0.12 {timed_out}")
+    assert upstream(cluster) == ["10.0.0.11:8000", "10.0.0.11:8001", "10.0.0.12:8000",
+                                 "10.0.0.12:8001"]  # nothing to send to: nginx is left as it was
+
+
+def test_the_edge_weighs_each_worker_by_its_live_calls(cluster: FakeCluster) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    cluster.workers["worker1"].running("dograh-api@8000.service", calls=30)
+    dograhctl(cluster.edge, "rebalance")
+    text = cluster.edge.files.read(paths.NGINX_UPSTREAM) or ""
+    weights = {endpoint: int(weight or 1)
+               for endpoint, weight in re.findall(r"server (\S+?)(?: weight=(\d+))? ", text)}
+    assert weights["10.0.0.11:8000"] == 1 < weights["10.0.0.12:8000"], text

@@ -144,6 +144,18 @@ def test_a_drain_timeout_cuts_and_says_so(host: FakeHost) -> None:
     assert "the drain timeout cut 4 live call(s)" in answer.text
 
 
+def test_a_worker_without_a_status_line_is_never_taken_for_idle(host: FakeHost) -> None:
+    scale(host, 3)
+    host.units[API[2]].published = False
+    messages: list[str] = []
+    answer = scale(host, 2, drain=3, messages=messages)
+    assert "draining dograh-api@8002.service: no Status line yet (0s of 3s)" in messages
+    assert ("drain timeout after 3s: stopping 1 worker(s) with 0 live call(s); the app could "
+            "not count the calls of dograh-api@8002.service (no Status line yet)") in messages
+    assert answer.data["cut"] == {"calls": 0,
+                                  "uncounted": ["dograh-api@8002.service (no Status line yet)"]}
+
+
 def test_the_apps_own_count_holds_a_worker_after_its_sockets_closed(host: FakeHost) -> None:
     """A call's post-call work (a recording upload) keeps it in the app's registry."""
     scale(host, 3)
