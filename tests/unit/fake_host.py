@@ -259,7 +259,7 @@ class FakeHost(Host):
             return self._nft(args)
         if program == "ssh":
             assert self.cluster is not None, "ssh from a host outside a cluster"
-            return self.cluster.ssh(argv)
+            return self.cluster.ssh(argv, timeout)
         if program in self.commands:
             return self.commands[program](args)
         if program in ("dpkg-query", "certbot", "openssl"):
@@ -463,6 +463,7 @@ class FakeCluster:
         # What a worker host's dograhctl is replaced by (a host that lies to its edge).
         self.impostors: dict[str, Callable[[list[str]], Completed]] = {}
         self.calls: list[str] = []
+        self.timeouts: list[float | None] = []  # how long the edge waited for each call
         self._one_at_a_time = threading.Lock()
         for host in (edge, *workers.values()):
             host.cluster = self
@@ -470,13 +471,14 @@ class FakeCluster:
     def at(self, address: str) -> FakeHost | None:
         return next((host for host in self.workers.values() if host.address == address), None)
 
-    def ssh(self, argv: list[str]) -> Completed:
+    def ssh(self, argv: list[str], timeout: float | None) -> Completed:
         target = next(a for a in argv if a.startswith("root@"))
         address = target.removeprefix("root@")
         name = next(n for n, host in self.workers.items() if host.address == address)
         args = shlex.split(argv[-1])[1:]
         with self._one_at_a_time:
             self.calls.append(f"{name} {' '.join(args)}")
+            self.timeouts.append(timeout)
             if name in self.down:
                 return Completed(255, "", f"ssh: connect to host {address} port 22: "
                                           "Connection timed out\n")

@@ -234,8 +234,13 @@ def test_a_singleton_never_starts_while_its_old_host_may_run_it(cluster: FakeClu
     assert ORCHESTRATOR in worker2.active()
     code, _, err = cluster.edge.dograhctl("scale", "4", "--host-is-gone", "worker2")
     assert code == 1 and "worker2 (10.0.0.12) answers: it is not gone" in err
+    out = dograhctl(cluster.edge, "rebalance")  # the timer's: warns, never refuses
+    assert ("warning: ari-manager belongs on worker1, which is left out: it runs nowhere until "
+            "that host answers again") in out.splitlines()
     cluster.down.discard("worker1")  # it comes back, still running its copy
-    dograhctl(cluster.edge, "rebalance")
+    out = dograhctl(cluster.edge, "rebalance")
+    assert ("worker1 (10.0.0.11): singletons ari-manager (were ari-manager, "
+            "campaign-orchestrator)") in out.splitlines()
     worker1.run_background()
     running = [name for name, host in cluster.workers.items() if ORCHESTRATOR in host.active()]
     assert running == ["worker2"]
@@ -247,7 +252,9 @@ def test_a_moving_singleton_stops_before_another_host_starts_it(cluster: FakeClu
     cluster.edge.configure((cluster.edge.files.read(env) or "").replace(
         "ari-manager=worker1", "ari-manager=worker2"))
     cluster.calls.clear()
-    dograhctl(cluster.edge, "scale", "4")
+    out = dograhctl(cluster.edge, "scale", "4")
+    assert "worker1 (10.0.0.11): stopping ari-manager before another host starts it" \
+        in out.splitlines()
     worker1, worker2 = cluster.workers["worker1"], cluster.workers["worker2"]
     assert ARI in worker2.active() and ARI not in worker1.active()
     stop = next(i for i, line in enumerate(cluster.calls)
@@ -467,3 +474,15 @@ def test_the_edge_weighs_each_worker_by_its_live_calls(cluster: FakeCluster) -> 
     weights = {endpoint: int(weight or 1)
                for endpoint, weight in re.findall(r"server (\S+?)(?: weight=(\d+))? ", text)}
     assert weights["10.0.0.11:8000"] == 1 < weights["10.0.0.12:8000"], text
+
+
+def test_the_edge_waits_for_a_hosts_drain_as_long_as_it_may_last(cluster: FakeCluster) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    cluster.calls.clear()
+    cluster.timeouts.clear()
+    dograhctl(cluster.edge, "restart", "--drain-timeout", "900")
+    waited = dict(zip(cluster.calls, cluster.timeouts, strict=True))
+    finishing = [timeout for call, timeout in waited.items() if "resume --switched" in call]
+    assert finishing == [300 + 900, 300 + 900]  # its start, then the whole drain
+    assert all(timeout == 300 for call, timeout in waited.items()
+               if call.split()[1] == "restart"), waited
