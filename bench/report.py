@@ -382,6 +382,13 @@ def voice_markdown(results: dict[str, Any]) -> str:
         lines += ["## Binary frames (160 bytes of μ-law)", "", header,
                   "|---|---|---|---|---|---|---|---|---|---|---|",
                   *voice_rows(binary_runs, best_peer_knees(binary_runs)), ""]
+        for run in binary_runs:
+            same = next((r for r in json_runs if (r["server"], r["workers"])
+                         == (run["server"], run["workers"])), None)
+            if same and same["knee"] and run["knee"]:
+                lines += [f"{run['server']}, {run['workers']} workers: the knee on binary "
+                          f"frames is {run['knee'] / same['knee']:.2f} times the knee on "
+                          "Twilio's JSON.", ""]
     hop = results.get("hop", [])
     if hop:
         lines += voice_hop(hop)
