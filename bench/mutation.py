@@ -42,9 +42,10 @@ def module_of(mutant: str) -> str:
 
 
 def alive() -> list[str]:
-    """The mutants the last run left alive: survived, or covered by no test."""
-    return [line.split(":")[0].strip() for line in mutmut("results").splitlines()
-            if line.rstrip().endswith((": survived", ": no tests"))]
+    """The mutants the last run left alive (survived, or covered by no test), and those
+    of functions changed since (mutmut forgets their results)."""
+    return [line.split(":")[0].strip() for line in mutmut("results", "--all", "true").splitlines()
+            if line.rstrip().endswith((": survived", ": no tests", ": not checked"))]
 
 
 def main() -> None:
