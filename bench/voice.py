@@ -406,7 +406,9 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("baseline", {}),
     ("nginx: 1 worker process", {"worker_processes": "1"}),
     ("nginx: worker_cpu_affinity auto", {"nginx_main": ["worker_cpu_affinity auto;"]}),
-    ("nginx: proxy_buffer_size 64k", {"site": ["proxy_buffer_size 64k;"]}),
+    # nginx wants its busy buffers below all of proxy_buffers: those grow with it.
+    ("nginx: proxy_buffer_size 64k", {"site": ["proxy_buffer_size 64k;",
+                                               "proxy_buffers 8 64k;"]}),
     ("nginx → workers over Unix sockets", {"unix": True}),
     ("uvicorn ws=wsproto", {"uvicorn": {"ws": "wsproto"}}),
     ("uvloop", {"uvicorn": {"loop": "uvloop"}}),
