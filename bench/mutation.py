@@ -8,6 +8,7 @@ the tests come from ``[tool.mutmut]`` in pyproject.toml.
     make mutate                          # bench/results/mutation.md: the score per
                                          # module, and every survivor
     python -m bench.mutation --again     # after new tests: only the last run's survivors
+    python -m bench.mutation --report    # the report of what mutmut holds, nothing run
 """
 
 from __future__ import annotations
@@ -50,51 +51,70 @@ def alive() -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--again", action="store_true",
-                        help="rerun only the last run's survivors (after new tests), "
-                             "keeping its other results")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--again", action="store_true",
+                     help="rerun only the last run's survivors (after new tests), keeping its "
+                          "other results")
+    how.add_argument("--report", action="store_true",
+                     help="only write the report of the results mutmut holds")
     args = parser.parse_args()
     began = time.monotonic()
-    if args.again:
-        # Which tests cover which function is measured afresh: the new tests count.
-        (REPO / "mutants/mutmut-stats.json").unlink(missing_ok=True)
-        # A run that tests no mutant first brings the mutants up to date with the code.
-        for names in (["none-of-them*"], alive()):
-            subprocess.run([*MUTMUT, "run", *names], cwd=REPO, stdout=subprocess.DEVNULL,
-                           check=True)
-    else:
-        shutil.rmtree(REPO / "mutants", ignore_errors=True)
-        subprocess.run([*MUTMUT, "run"], cwd=REPO, stdout=subprocess.DEVNULL, check=True)
+    stopped = False
+    try:
+        if args.again:
+            # Which tests cover which function is measured afresh: the new tests count.
+            (REPO / "mutants/mutmut-stats.json").unlink(missing_ok=True)
+            # A run that tests no mutant first brings the mutants up to date with the code.
+            for names in (["none-of-them*"], alive()):
+                subprocess.run([*MUTMUT, "run", *names], cwd=REPO, stdout=subprocess.DEVNULL,
+                               check=True)
+        elif not args.report:
+            shutil.rmtree(REPO / "mutants", ignore_errors=True)
+            subprocess.run([*MUTMUT, "run"], cwd=REPO, stdout=subprocess.DEVNULL, check=True)
+    except KeyboardInterrupt:
+        stopped = True  # what ran so far is kept by mutmut: reported below
     took = time.monotonic() - began
+    how_run = ("`make mutate` then `--again`" if args.again else
+               "`make mutate`" if not args.report else "the last `make mutate`")
+    if not args.report:
+        how_run += f", {took / 60:.0f} min"
+    if stopped:
+        how_run += " (stopped before its end: a mutant not run again keeps its earlier result)"
+    write_report(how_run)
+
+
+def write_report(how_run: str) -> None:
+    """The score per module, and every survivor by name (``mutmut show NAME`` shows it)."""
     states: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    survivors: list[str] = []
+    survivors: dict[str, list[str]] = collections.defaultdict(list)
     for line in mutmut("results", "--all", "true").splitlines():
         found = _NAME.match(line)
         if not found:
             continue
         mutant = line.split(":")[0].strip()
         states[module_of(mutant)][found.group("state")] += 1
-        if found.group("state") == "survived":
-            survivors.append(mutant)
+        if found.group("state") in ("survived", "no tests"):
+            function, number = mutant.rsplit("__mutmut_", 1)
+            survivors[function].append(number)
     killed = sum(c["killed"] + c["timeout"] for c in states.values())
     total = sum(sum(c.values()) for c in states.values())
+    cpus = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     lines = ["# Mutation run", "",
-             f"`make mutate`{' then `--again`' if args.again else ''} "
-             f"({mutmut('--version').strip()}), {took / 60:.0f} min on "
-             f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} CPUs: "
-             f"**{killed} of {total} mutants killed ({100 * killed / total:.1f} %)** by "
-             "tests/unit.", "",
-             "| module | mutants | killed | survived | score |", "|---|---|---|---|---|"]
+             f"{how_run} ({mutmut('--version').strip()}, {cpus} CPUs): **{killed} of {total} "
+             f"mutants killed ({100 * killed / total:.1f} %)** by tests/unit.", "",
+             "| module | mutants | killed | survived | covered by no test | score |",
+             "|---|---|---|---|---|---|"]
     for module, counts in sorted(states.items()):
         dead = counts["killed"] + counts["timeout"]
         lines.append(f"| `{module}` | {sum(counts.values())} | {dead} | {counts['survived']} "
-                     f"| {100 * dead / sum(counts.values()):.0f} % |")
-    lines += ["", "## Survivors", ""]
+                     f"| {counts['no tests']} | {100 * dead / sum(counts.values()):.0f} % |")
+    lines += ["", "## Survivors", "",
+              "By function, the numbers of the mutants that survived or that no test covers; "
+              "`mutmut show <function>__mutmut_<number>` shows one.", ""]
     if not survivors:
         lines.append("None.")
-    for mutant in survivors:
-        diff = mutmut("show", mutant).split("\n", 1)[1].strip()
-        lines += [f"### `{mutant}`", "", "```diff", diff, "```", ""]
+    lines += [f"- `{function}`: {', '.join(sorted(numbers, key=int))}"
+              for function, numbers in sorted(survivors.items())]
     RESULTS.write_text("\n".join(lines).rstrip() + "\n")
     print(f"{killed}/{total} killed; {RESULTS}")
 
