@@ -471,4 +471,8 @@ def voice_hop(hop: list[dict[str, Any]]) -> list[str]:
         ratio = f"{run['knee'] / base_knee:.2f}" if run["knee"] and base_knee else "-"
         lines.append(f"| {run['variant']} | {run['knee'] or 'not reached'} | {ratio} | "
                      f"{run['carried']} | {_cpu(run['cpu_per_1000'])} |")
+    if not any(run.get("variant") == "baseline, again" for run in hop):
+        lines += ["", "This part stopped before its end: the changes after the last row were "
+                      "not measured, and without the second baseline the machine's drift "
+                      "during the part is unknown, so no change is kept."]
     return [*lines, ""]
