@@ -33,14 +33,24 @@ class Ceiling:
 
     @property
     def calls(self) -> int:
-        return min(limit for limit in (self.nginx, self.open_files, self.memory)
-                   if limit is not None)
+        return min(self.limits.values())
+
+    @property
+    def limits(self) -> dict[str, int]:
+        """Each limit that applies, by name (nginx's only while nginx runs)."""
+        found = {"nginx_connections": self.nginx, "open_files": self.open_files,
+                 "memory": self.memory}
+        return {name: limit for name, limit in found.items() if limit is not None}
+
+    @property
+    def binding(self) -> str:
+        """The name of the limit the ceiling comes from."""
+        return next(name for name, limit in self.limits.items() if limit == self.calls)
 
     @property
     def bound_by(self) -> str:
-        limits = {"nginx's connections": self.nginx, "the API workers' open files":
-                  self.open_files, "memory": self.memory}
-        return next(name for name, limit in limits.items() if limit == self.calls)
+        return {"nginx_connections": "nginx's connections",
+                "open_files": "the API workers' open files", "memory": "memory"}[self.binding]
 
     @property
     def short_of_memory(self) -> str | None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from . import __version__, certificates, front, nginx, paths
+from . import __version__, capacity, certificates, front, nginx, paths
 from .context import Context
 from .errors import DograhError
 from .record import Fleet
@@ -99,8 +99,6 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 
 DEPLOY_STATES = ("running", "succeeded", "failed")
-# The call ceiling's limits, in the order capacity.Ceiling names the binding one.
-LIMITS = ("nginx_connections", "open_files", "memory")
 
 Labels = Mapping[str, str]
 
@@ -198,18 +196,14 @@ def _instance(out: Exposition, role: str, item: InstanceStatus, api_worker: bool
     out.add("dograh_loop_lag_p95_seconds", load.lag_p95_ms / 1000, **labels)
 
 
-def _ceiling(out: Exposition, capacity: Mapping[str, object]) -> None:
-    calls = capacity["calls"]
-    assert isinstance(calls, int)
-    limits = dict(zip(LIMITS, (capacity["nginx"], capacity["open_files"], capacity["memory"]),
-                      strict=True))
-    found = {name: value for name, value in limits.items() if isinstance(value, int)}
-    bound = next(name for name, value in found.items() if value == calls)
-    out.add("dograh_call_ceiling", calls)
-    for name, value in found.items():
+def _ceiling(out: Exposition, found: Mapping[str, object]) -> None:
+    limits = {key: found[key] for key in ("nginx", "open_files", "memory")}
+    ceiling = capacity.Ceiling(**limits)  # type: ignore[arg-type]
+    out.add("dograh_call_ceiling", ceiling.calls)
+    for name, value in ceiling.limits.items():
         out.add("dograh_call_limit", value, limit=name)
-    for name in found:
-        out.add("dograh_call_ceiling_bound", int(name == bound), limit=name)
+    for name in ceiling.limits:
+        out.add("dograh_call_ceiling_bound", int(name == ceiling.binding), limit=name)
 
 
 def _last_deploy(out: Exposition, ctx: Context) -> None:
