@@ -391,7 +391,7 @@ def voice_markdown(results: dict[str, Any]) -> str:
                           "Twilio's JSON.", ""]
     hop = results.get("hop", [])
     if hop:
-        lines += voice_hop(hop)
+        lines += voice_hop(hop, results.get("hop_date"))
     if runs or hop:
         lines += ["## Every step", ""]
         for run in [*runs, *hop]:
@@ -427,11 +427,25 @@ def voice_summary(results: dict[str, Any]) -> list[str]:
     base = next((r for r in hop if r.get("variant") == "baseline"), None)
     if base and base["knee"]:
         moved = [f"{r['variant']} {r['knee'] / base['knee'] - 1:+.0%}" for r in hop
-                 if r.get("variant") != "baseline" and r["knee"]
-                 and not r["variant"].startswith("best peer")]
+                 if not r["variant"].startswith(("baseline", "best peer")) and r["knee"]]
         lines.append("- Changes tried on our fleet (2 workers, knee against the baseline in the "
                      "same run): " + "; ".join(moved) + ".")
+        lines += hop_against_peer(hop, base)
     return ["## In short", "", *lines, ""] if lines else []
+
+
+def hop_against_peer(hop: list[dict[str, Any]], base: dict[str, Any]) -> list[str]:
+    """Our fleet against the best peer re-measured in the hop's own run: the baseline
+    against the peer at its defaults, the winners against the peer on the same uvicorn
+    settings."""
+    def run(prefix: str) -> dict[str, Any] | None:
+        return next((r for r in hop if r["variant"].startswith(prefix) and r["knee"]), None)
+
+    pairs = [(base, run("best peer, same run")),
+             (run("the winners together"), run("best peer, same uvicorn settings"))]
+    said = [f"{ours['variant']} {ours['knee']} ÷ {peer['variant']} {peer['knee']} = "
+            f"**{ours['knee'] / peer['knee']:.2f}**" for ours, peer in pairs if ours and peer]
+    return [f"- In that run: {'; '.join(said)}."] if said else []
 
 
 def voice_hop_share(runs: list[dict[str, Any]]) -> list[str]:
@@ -454,11 +468,12 @@ def voice_hop_share(runs: list[dict[str, Any]]) -> list[str]:
             "nginx and back):", "", *lines, ""]
 
 
-def voice_hop(hop: list[dict[str, Any]]) -> list[str]:
+def voice_hop(hop: list[dict[str, Any]], date: str | None) -> list[str]:
     base = next((r for r in hop if r.get("variant") == "baseline"), None)
     base_knee = base["knee"] if base else None
     lines = ["## Making the hop cheaper", "",
-             "Our fleet at 2 workers, Twilio-style frames, one change at a time, each "
+             (f"Measured {date}: our" if date else "Our") +
+             " fleet at 2 workers, Twilio-style frames, one change at a time, each "
              "patched inside the benchmark container only, against the baseline measured in "
              "the same run; a change that moves the knee up by 5 % or more is kept, and the "
              "ones kept are measured together. uvloop is installed in the venv for this part, "

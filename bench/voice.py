@@ -444,13 +444,13 @@ def main() -> None:
     with installed("dograh-voice") as (ct, wheelhouse):
         voice = Voice(ct)
         results.update({"machine": machine(), "versions": voice.setup(wheelhouse),
-                        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                         "late_ms": ramp.FRAME_LATE_MS, "settle_s": SETTLE, "window_s": WINDOW})
+        now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         if args.part in ("all", "side-by-side"):
-            results["runs"] = []
+            results.update(runs=[], date=now)
             voice.side_by_side(results)
         if args.part in ("all", "hop"):
-            results["hop"] = []
+            results.update(hop=[], hop_date=now)  # a part run alone keeps the other's date
             voice.hop(results)
     save(results, "voice")
     report.write_voice(results, RESULTS)

@@ -2,8 +2,8 @@
 
 Twenty workers hang at once, so one test is twenty runs: frozen with SIGSTOP
 (systemd's watchdog then sends SIGABRT and SIGCONT), and blocked by the app
-itself (time.sleep in a handler). Debian 13 runs uvicorn on uvloop, Debian 12
-on asyncio.
+itself (time.sleep in a handler). On both releases uvicorn runs on uvloop (the
+package recommends python3-uvloop; the unit tests cover asyncio).
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ def test_twenty_frozen_workers_each_write_their_stack(container: Container) -> N
     dograhctl(container, "scale", "20", "--no-drain")
     before = workers(container)
     assert len(before) == 20
+    for unit, pid in before.items():  # uvicorn's loop="auto" found python3-uvloop
+        assert "/uvloop/" in container.run("cat", f"/proc/{pid}/maps").stdout, unit
     container.run("kill", "-STOP", *map(str, before.values()))
     replaced(container, before)
     for unit, pid in before.items():
