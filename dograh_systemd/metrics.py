@@ -202,7 +202,6 @@ def _ceiling(out: Exposition, found: Mapping[str, object]) -> None:
     out.add("dograh_call_ceiling", ceiling.calls)
     for name, value in ceiling.limits.items():
         out.add("dograh_call_limit", value, limit=name)
-    for name in ceiling.limits:
         out.add("dograh_call_ceiling_bound", int(name == ceiling.binding), limit=name)
 
 

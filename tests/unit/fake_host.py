@@ -169,6 +169,7 @@ class FakeHost(Host):
         self.failing: set[str] = set()       # units that fail to start
         self.hanging: set[str] = set()       # units that never finish starting
         self.ending: dict[str, float] = {}   # unit -> when its calls end (fake time)
+        self.later: list[tuple[float, Callable[[], None]]] = []  # see after()
         self.kill_at: Callable[[str], bool] = lambda event: False
         self.dead = False
         self.upstream: set[tuple[str, int]] = set()  # where nginx sends, as last reloaded
@@ -195,6 +196,10 @@ class FakeHost(Host):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         return path
+
+    def after(self, seconds: float, change: Callable[[], None]) -> None:
+        """``change`` the scene ``seconds`` from now (fake time), before units move."""
+        self.later.append((self.clock.now + seconds, change))
 
     def running(self, *names: str, calls: int = 0) -> None:
         for name in names:
@@ -434,6 +439,10 @@ class FakeHost(Host):
 
     def tick(self) -> None:
         """Starting units become ready (or fail); calls end when their time comes."""
+        due = [change for when, change in self.later if self.clock.now >= when]
+        self.later = [(when, change) for when, change in self.later if self.clock.now < when]
+        for change in due:
+            change()
         for name, unit in self.units.items():
             if unit.active == "activating" and name not in self.hanging:
                 if name in self.failing:

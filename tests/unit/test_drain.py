@@ -68,15 +68,13 @@ def test_the_drain_looks_every_second_and_ends_when_the_last_call_does(
                         "drained 2 worker(s) in 7s"]
 
 
-def test_a_changed_load_is_said_at_once(host: FakeHost, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_changed_load_is_said_at_once(host: FakeHost) -> None:
     host.running(A, calls=3)
-    sleep = host.clock.sleep
 
-    def one_call_ends_each_second(seconds: float) -> None:
-        sleep(seconds)
-        load = host.units[A].load
-        host.units[A].load = Load(websockets=max(0, load.websockets - 1), requests=0)
-    monkeypatch.setattr(host.clock, "sleep", one_call_ends_each_second)
+    def one_call_ends() -> None:
+        host.units[A].load = Load(websockets=host.units[A].load.websockets - 1, requests=0)
+    for second in (0.4, 1.4, 2.4):  # just before each look
+        host.after(second, one_call_ends)
     messages: list[str] = []
     drained(host, [A], 300, messages)
     assert [m.split(": ")[1].split(",")[0] for m in messages[:-1]] == [

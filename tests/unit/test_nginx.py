@@ -77,16 +77,11 @@ def test_a_moment_with_no_worker_accepting_is_not_taken_for_done(
         host: FakeHost, monkeypatch: pytest.MonkeyPatch) -> None:
     """Between the old workers' retitle and the new ones' start, nobody accepts."""
     host.nginx_processes = [NginxProcess(7, True, host.clock.now)]
-    started, sleep = host.clock.now, host.clock.sleep
+    started = host.clock.now
 
     def retitle_only() -> None:
         host.nginx_processes[0].accepting = False
-
-    def new_worker_after_a_tenth(seconds: float) -> None:
-        sleep(seconds)
-        if host.clock.now - started >= 0.1 and len(host.nginx_processes) == 1:
-            host.nginx_processes.append(NginxProcess(8, True, host.clock.now))
     monkeypatch.setattr(host, "_reload_nginx_processes", retitle_only)
-    monkeypatch.setattr(host.clock, "sleep", new_worker_after_a_tenth)
+    host.after(0.11, lambda: host.nginx_processes.append(NginxProcess(8, True, host.clock.now)))
     Nginx(host).reload()
     assert host.clock.now - started >= 0.1 + 0.05

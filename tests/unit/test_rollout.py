@@ -18,13 +18,7 @@ UNITS = ["dograh-api@8000.service", "dograh-api@8001.service"]
 def ready_at(host: FakeHost, unit: str, seconds: float) -> None:
     """``unit`` hangs in its start until ``seconds`` after now (fake time)."""
     host.hanging.add(unit)
-    when, sleep = host.clock.now + seconds, host.clock.sleep
-
-    def sleep_then_maybe_ready(step: float) -> None:
-        if host.clock.now + step >= when:
-            host.hanging.discard(unit)
-        sleep(step)
-    host.clock.sleep = sleep_then_maybe_ready  # type: ignore[method-assign]
+    host.after(seconds, lambda: host.hanging.discard(unit))
 
 
 def test_nothing_to_start_asks_systemd_nothing(host: FakeHost,
