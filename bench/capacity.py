@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.system.container import Container
+from bench.testbed.container import Container
 
 from . import ramp, report
 from .run import PEER_PACKAGES, REPO, RESULTS, VENV, installed, machine, save

@@ -32,8 +32,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from tests.system.container import Container
-from tests.system.hosts import cluster, install
+from bench.testbed.cluster import cluster, install
+from bench.testbed.container import Container
 
 from . import ramp
 from .report import latest_per_count

@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.system.container import Container
+from bench.testbed.container import Container
 
 REPO = Path(__file__).resolve().parents[1]
 UPSTREAM = "/etc/nginx/dograh/upstream.conf"

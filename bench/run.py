@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.system.container import CACHE_DIR, Container
+from bench.testbed.container import CACHE_DIR, Container
 
 from . import report
 

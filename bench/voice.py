@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.system.container import CACHE_DIR, CommandFailed, Container
+from bench.testbed.container import CACHE_DIR, CommandFailed, Container
 
 from . import ramp, report
 from .capacity import APP_DIR, PEER_PORT, Capacity

@@ -1,8 +1,8 @@
 """dograhctl: scale, deploy, render and inspect the Dograh fleet (the click CLI).
 
 Arguments become one ``Change`` (or a plain call); this host's mode (chosen
-once from the config, see modes/) answers; the answer is printed, as text or
-``--json``, with its exit code.
+once from the config, see modes/) answers, handed the context; the answer is
+printed, as text or ``--json``, with its exit code.
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__, config, modes, paths, releases, uninstall, values
-from . import doctor as doctor_checks
+from . import __version__, command_lines, config, modes, paths, releases, uninstall, values
 from .config import ConfigError, Settings
 from .context import Context
 from .errors import DograhError
 from .facts import gather
 from .host import Host
 from .host.lock import WAIT, Busy
-from .modes import Answer, Change, ReleaseRequest
-from .roles import API, ROLES, Kind
+from .modes.mode import Answer, Change, Mode, ReleaseRequest
+from .roles import API, Kind, of_kind
 
-POOLS = {role.name: role for role in ROLES if role.kind is Kind.POOL}
+POOLS = {role.name: role for role in of_kind(Kind.POOL)}
+SINGLETONS = frozenset(role.name for role in of_kind(Kind.SINGLETON))
 
 
 def report(message: str) -> None:
@@ -91,7 +91,8 @@ def needs_root(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a command its Context; a bad config file, or any DograhError, is one line."""
+    """Give a command its Context and this host's mode; a bad config file, or any
+    DograhError, is one line."""
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         chosen = options()
@@ -102,7 +103,7 @@ def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
         except DograhError as exc:
             fail(str(exc))
         try:
-            return command(ctx, *args, **kwargs)
+            return command(ctx, modes.choose(ctx.settings), *args, **kwargs)
         except Busy as exc:
             raise Waited(str(exc)) from None
         except DograhError as exc:
@@ -112,8 +113,8 @@ def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def handed(chosen: Options) -> Context:
     """The settings of the config file, for the release the fleet runs if it runs one."""
-    settings = config.load(chosen.config, files=chosen.host.files)
-    ctx = Context(settings, report, chosen.host, gather(chosen.host), modes.choose(settings))
+    settings = config.load(chosen.config, files=chosen.host.files, machine=chosen.host.machine)
+    ctx = Context(settings, report, chosen.host, gather(chosen.host))
     running = releases.deployed(ctx)
     if not running:
         return ctx
@@ -129,9 +130,9 @@ def handed(chosen: Options) -> Context:
 def locked(command: Callable[..., Any]) -> Callable[..., Any]:
     """One changing command at a time."""
     @wraps(command)
-    def wrapper(ctx: Context, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(ctx: Context, mode: Mode, *args: Any, **kwargs: Any) -> Any:
         with ctx.host.lock(report, options().lock_wait):
-            return command(ctx, *args, **kwargs)
+            return command(ctx, mode, *args, **kwargs)
     return wrapper
 
 
@@ -167,18 +168,17 @@ def stage_option(command: Callable[..., Any]) -> Callable[..., Any]:
                              "changing command) finishes.")(command)
 
 
-def in_background(ctx: Context, argv: Sequence[str], as_json: bool) -> None:
+def in_background(ctx: Context, mode: Mode, args: Sequence[str], as_json: bool) -> None:
     """Run this dograhctl command as the transient dograh-deploy.service and return at once
     (the package's upgrade does: dpkg never waits for a drain)."""
     ctx.systemd.run_detached(paths.DEPLOY_UNIT, "Dograh: finish a deploy, dropping no call "
-                             f"(dograhctl {argv[0]})",
-                             [sys.executable, "-m", "dograh_systemd", "--config",
-                              str(ctx.settings.config_path), *argv])
+                             f"(dograhctl {args[0]})",
+                             command_lines.here(ctx.settings.config_path, args))
     ctx.report(f"it runs as {paths.DEPLOY_UNIT}; follow it with: "
                f"journalctl -f -u {paths.DEPLOY_UNIT}")
     if as_json:
         # What the host looks like now, for its edge: data, whatever it says.
-        click.echo(json.dumps(ctx.mode.status(ctx).data, indent=2))
+        click.echo(json.dumps(mode.status(ctx).data, indent=2))
 
 
 @main.command()
@@ -186,7 +186,7 @@ def in_background(ctx: Context, argv: Sequence[str], as_json: bool) -> None:
               show_default=True, help="Write under this directory instead (a staging root).")
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
 @pass_context
-def render(ctx: Context, root: Path, dry_run: bool) -> None:
+def render(ctx: Context, mode: Mode, root: Path, dry_run: bool) -> None:
     """Write the generated files from the templates.
 
     On the live root this applies what moves no process (the nginx site,
@@ -199,9 +199,9 @@ def render(ctx: Context, root: Path, dry_run: bool) -> None:
             fail("'render' to / changes systemd and nginx and must run as root "
                  "(try: sudo dograhctl render, or --root DIR)")
         with ctx.host.lock(report, options().lock_wait):
-            changes = ctx.mode.render(ctx, Path("/"), dry_run)
+            changes = mode.render(ctx, Path("/"), dry_run)
     else:
-        changes = ctx.mode.render(ctx, root.resolve(), dry_run)
+        changes = mode.render(ctx, root.resolve(), dry_run)
     verb = "would change" if dry_run else "changed"
     report(f"{len(changes)} file(s) {verb}" + "".join(f"\n  {p}" for p in changes))
 
@@ -222,7 +222,7 @@ def singleton_list(text: str | None) -> frozenset[str] | None:
     if text is None:
         return None
     names = frozenset(filter(None, text.split(",")))
-    unknown = sorted(names - {role.name for role in ROLES if role.kind is Kind.SINGLETON})
+    unknown = sorted(names - SINGLETONS)
     if unknown:
         fail(f"--singletons: {unknown[0]} is not a singleton")
     return names
@@ -249,7 +249,7 @@ def singleton_list(text: str | None) -> frozenset[str] | None:
 @needs_root
 @pass_context
 @locked
-def scale(ctx: Context, workers: int | None, arq: int | None, force: bool,
+def scale(ctx: Context, mode: Mode, workers: int | None, arq: int | None, force: bool,
           per_host: tuple[str, ...], gone: tuple[str, ...], singletons: str | None,
           stage: bool, as_json: bool, drain_timeout: int | None, no_drain: bool) -> None:
     """Run WORKERS API workers (default: FASTAPI_WORKERS) behind nginx.
@@ -266,7 +266,7 @@ def scale(ctx: Context, workers: int | None, arq: int | None, force: bool,
                     drain_timeout=drain_limit(ctx.settings, drain_timeout, no_drain),
                     stage=stage, per_host=host_counts(per_host), gone=frozenset(gone),
                     singletons=singleton_list(singletons))
-    emit(ctx.mode.scale(ctx, change), as_json)
+    emit(mode.scale(ctx, change), as_json)
 
 
 @main.command()
@@ -279,8 +279,8 @@ def scale(ctx: Context, workers: int | None, arq: int | None, force: bool,
 @drain_options
 @needs_root
 @pass_context
-def restart(ctx: Context, force: bool, background: bool, stage: bool, as_json: bool,
-            drain_timeout: int | None, no_drain: bool) -> None:
+def restart(ctx: Context, mode: Mode, force: bool, background: bool, stage: bool,
+            as_json: bool, drain_timeout: int | None, no_drain: bool) -> None:
     """Replace every worker with a fresh one on the current code, dropping no call.
 
     Migrations run first. A new band of API workers (base port + 100, or back)
@@ -290,14 +290,13 @@ def restart(ctx: Context, force: bool, background: bool, stage: bool, as_json: b
     stays stopped: only its units are updated.
     """
     if background:
-        in_background(ctx, ["restart", *["--force"] * force, *["--no-drain"] * no_drain,
-                            *([f"--drain-timeout={drain_timeout}"]
-                              if drain_timeout is not None else [])], as_json)
+        in_background(ctx, mode, command_lines.restart_as_asked(force, drain_timeout, no_drain),
+                      as_json)
         return
     change = Change(force=force, drain_timeout=drain_limit(ctx.settings, drain_timeout,
                                                            no_drain), stage=stage)
     with ctx.host.lock(report, options().lock_wait):
-        answer = ctx.mode.restart(ctx, change)
+        answer = mode.restart(ctx, change)
     emit(answer, as_json)
 
 
@@ -319,7 +318,7 @@ def release() -> None:
 @json_option
 @needs_root
 @pass_context
-def release_make(ctx: Context, source: str | None, ref: str | None, layout: str | None,
+def release_make(ctx: Context, mode: Mode, source: str | None, ref: str | None, layout: str | None,
                  app: str | None, release_id: str | None, as_json: bool) -> None:
     """Make a release from SOURCE (default: DOGRAH_SOURCE): a git repository (URL or
     path, with its submodules) or a directory, fetched and built by the build user
@@ -333,16 +332,16 @@ def release_make(ctx: Context, source: str | None, ref: str | None, layout: str 
             id=values.release_id(release_id) if release_id else None)
     except ValueError as exc:
         fail(f"release make: {exc or 'a bad argument'}")
-    emit(ctx.mode.make_release(ctx, request), as_json)
+    emit(mode.make_release(ctx, request), as_json)
 
 
 @main.command("releases")
 @json_option
 @pass_context
-def releases_command(ctx: Context, as_json: bool) -> None:
+def releases_command(ctx: Context, mode: Mode, as_json: bool) -> None:
     """The releases on this host: name, version, state, when built, size, source, and
     which one runs, ran before, or is still in use."""
-    emit(ctx.mode.releases(ctx), as_json)
+    emit(mode.releases(ctx), as_json)
 
 
 @main.command()
@@ -355,7 +354,7 @@ def releases_command(ctx: Context, as_json: bool) -> None:
 @needs_root
 @pass_context
 @locked
-def deploy(ctx: Context, release_name: str | None, in_place: bool, force: bool,
+def deploy(ctx: Context, mode: Mode, release_name: str | None, in_place: bool, force: bool,
            as_json: bool, drain_timeout: int | None, no_drain: bool) -> None:
     """Move every process onto RELEASE (default: the newest ready), dropping no call:
     its migrations first, then a new band of API workers, nginx switches, the old band
@@ -369,7 +368,7 @@ def deploy(ctx: Context, release_name: str | None, in_place: bool, force: bool,
         fail(f"deploy: {release_name!r} is not a release name")
     change = Change(force=force, drain_timeout=drain_limit(ctx.settings, drain_timeout,
                                                            no_drain))
-    emit(ctx.mode.deploy(ctx, change, release_id), as_json)
+    emit(mode.deploy(ctx, change, release_id), as_json)
 
 
 @main.command()
@@ -380,12 +379,12 @@ def deploy(ctx: Context, release_name: str | None, in_place: bool, force: bool,
 @needs_root
 @pass_context
 @locked
-def rollback(ctx: Context, force: bool, as_json: bool, drain_timeout: int | None,
+def rollback(ctx: Context, mode: Mode, force: bool, as_json: bool, drain_timeout: int | None,
              no_drain: bool) -> None:
     """Move every process back onto the release that ran before, dropping no call."""
     change = Change(drain_timeout=drain_limit(ctx.settings, drain_timeout, no_drain),
                     unknown_migrations=force)
-    emit(ctx.mode.rollback(ctx, change), as_json)
+    emit(mode.rollback(ctx, change), as_json)
 
 
 @main.command()
@@ -397,13 +396,13 @@ def rollback(ctx: Context, force: bool, as_json: bool, drain_timeout: int | None
 @json_option
 @needs_root
 @pass_context
-def resume(ctx: Context, switched: bool, background: bool, as_json: bool) -> None:
+def resume(ctx: Context, mode: Mode, switched: bool, background: bool, as_json: bool) -> None:
     """Finish an operation an interrupted (or staged) command left; nothing else."""
     if background:
-        in_background(ctx, ["resume", *["--switched"] * switched], as_json)
+        in_background(ctx, mode, command_lines.resume(switched=switched), as_json)
         return
     with ctx.host.lock(report, options().lock_wait):
-        answer = ctx.mode.resume(ctx, switched)
+        answer = mode.resume(ctx, switched)
     emit(answer, as_json)
 
 
@@ -411,21 +410,21 @@ def resume(ctx: Context, switched: bool, background: bool, as_json: bool) -> Non
 @needs_root
 @pass_context
 @locked
-def rebalance(ctx: Context) -> None:
+def rebalance(ctx: Context, mode: Mode) -> None:
     """Re-weigh the nginx upstream from the workers' live calls (runs by itself after a scale).
 
     On an edge: the upstream follows the worker hosts that answer (dograh-cluster.timer
     runs this every 15 s)."""
-    emit(ctx.mode.rebalance(ctx), False)
+    emit(mode.rebalance(ctx), False)
 
 
 @main.command()
 @needs_root
 @pass_context
-def doctor(ctx: Context) -> None:
+def doctor(ctx: Context, mode: Mode) -> None:
     """Check everything a start needs (interpreter, imports, env files, ports, nginx,
     Redis and the database) and say what to fix; exit 1 if anything fails."""
-    checks = doctor_checks.run(ctx)
+    checks = mode.checks(ctx)
     for check in checks:
         mark = "ok  " if check.ok else "FAIL"
         click.echo(f"{mark} {check.name}: {check.detail}"
@@ -450,13 +449,13 @@ def uninstall_command() -> None:
 @main.command("status")
 @json_option
 @pass_context
-def status_command(ctx: Context, as_json: bool) -> None:
+def status_command(ctx: Context, mode: Mode, as_json: bool) -> None:
     """The fleet record against what systemd runs and nginx has; exit 1 when they disagree.
 
     It never changes anything: an operation an interrupted command left is named,
     with the command that finishes it.
     """
-    emit(ctx.mode.status(ctx), as_json)
+    emit(mode.status(ctx), as_json)
 
 
 @main.command("metrics")
@@ -464,11 +463,11 @@ def status_command(ctx: Context, as_json: bool) -> None:
               help="Write them to FILE atomically (node-exporter's textfile collector reads "
                    f"{paths.TEXTFILE_DIR}/*.prom) instead of printing them.")
 @pass_context
-def metrics_command(ctx: Context, output: Path | None) -> None:
+def metrics_command(ctx: Context, mode: Mode, output: Path | None) -> None:
     """This host's fleet in Prometheus' text format: calls, requests, loop lag, restarts,
     the call ceiling, the last deploy, certificates, hosts (dograh-metrics.timer writes
     them every 15 s)."""
-    text = ctx.mode.metrics(ctx)
+    text = mode.metrics(ctx)
     if output is None:
         click.echo(text, nl=False)
     else:

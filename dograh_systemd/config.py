@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import ipaddress
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from dotenv import dotenv_values
 
 from . import paths, values
 from .host.files import Files
+from .host.machine import Machine
 from .roles import MAX_API_WORKERS, ROLES, Kind, Role, default_api_workers
 
 DEFAULT_CONFIG = Path("/etc/dograh/dograh.env")
@@ -156,6 +156,27 @@ class Settings:
     def api_workers(self) -> int:
         return self.api.count
 
+    @property
+    def pools(self) -> tuple[str, ...]:
+        """The roles of interchangeable workers (ARQ's)."""
+        return tuple(name for name, r in self.roles.items() if r.role.kind is Kind.POOL)
+
+    @property
+    def singletons(self) -> tuple[str, ...]:
+        """Every singleton role the table knows, switched on or not."""
+        return tuple(name for name, r in self.roles.items() if r.role.kind is Kind.SINGLETON)
+
+    @property
+    def enabled_singletons(self) -> tuple[str, ...]:
+        """The singletons the config switches on."""
+        return tuple(name for name in self.singletons if self.roles[name].count)
+
+    @property
+    def routed(self) -> tuple[RoleSettings, ...]:
+        """The singletons the config switches on that serve a route of the site (the UI)."""
+        return tuple(self.roles[name] for name in self.enabled_singletons
+                     if self.roles[name].role.route)
+
     def band_ports(self, band: int) -> range:
         """Every port API workers of ``band`` (0 or 1) may use."""
         first = self.base_port + band * BAND_OFFSET
@@ -194,9 +215,9 @@ class Settings:
 
 
 def config_path(explicit: str | None = None) -> Path:
-    """``--config``, else ``$DOGRAH_CONFIG``, else the packaged default; always absolute,
-    since unit files name it in EnvironmentFile=."""
-    path = Path(explicit or os.environ.get("DOGRAH_CONFIG") or DEFAULT_CONFIG)
+    """``--config`` (or ``$DOGRAH_CONFIG``, which the CLI reads for it), else the packaged
+    default; always absolute, since unit files name it in EnvironmentFile=."""
+    path = Path(explicit or DEFAULT_CONFIG)
     if not path.is_absolute():
         raise ConfigError(f"{path}: the config file must be given as an absolute path "
                           "(unit files name it)")
@@ -204,10 +225,12 @@ def config_path(explicit: str | None = None) -> Path:
 
 
 def load(path: Path, roles: tuple[Role, ...] = ROLES, files: Files | None = None,
-         release: Deployed | None = None) -> Settings:
-    """Read and validate ``path`` (on ``files``, this machine's by default) for a fleet on
-    ``release``, if it runs one; a missing default file means all defaults."""
+         release: Deployed | None = None, machine: Machine | None = None) -> Settings:
+    """Read and validate ``path`` (on ``files`` of ``machine``, this machine's by default)
+    for a fleet on ``release``, if it runs one; a missing default file means all
+    defaults."""
     files = files or Files()
+    machine = machine or Machine()
     try:
         text = files.read(path)
     except OSError as exc:
@@ -216,7 +239,7 @@ def load(path: Path, roles: tuple[Role, ...] = ROLES, files: Files | None = None
         if path != DEFAULT_CONFIG:
             raise ConfigError(f"{path}: no such config file")
         text = ""
-    return parse(path, _values(text), roles, release)
+    return parse(path, _values(text), roles, release, cpus=machine.cpus())
 
 
 def read_env(files: Files, path: Path) -> dict[str, str]:
@@ -313,9 +336,9 @@ def package_keys(roles: tuple[Role, ...] = ROLES) -> frozenset[str]:
 
 
 def parse(path: Path, raw: Mapping[str, str], roles: tuple[Role, ...] = ROLES,
-          release: Deployed | None = None) -> Settings:
+          release: Deployed | None = None, *, cpus: int) -> Settings:
     """The settings of ``raw`` (read from ``path``), for a fleet on ``release`` if it
-    runs one."""
+    runs one, on a host of ``cpus`` CPUs."""
     def get(key: str, default: str, parse_value: Callable[[str], T], allowed: str) -> T:
         value = raw.get(key, default).strip()
         try:
@@ -354,7 +377,7 @@ def parse(path: Path, raw: Mapping[str, str], roles: tuple[Role, ...] = ROLES,
             count = int(get(role.enable_key, "true" if role.enabled_by_default else "false",
                             values.boolean, "true or false"))
         else:
-            default_count = default_api_workers() if role.kind is Kind.API else 1
+            default_count = default_api_workers(cpus) if role.kind is Kind.API else 1
             count = get(role.count_key, str(default_count),
                         values.int_in(role.count_min, role.count_max),
                         f"an integer {role.count_min}..{role.count_max}")
@@ -397,10 +420,9 @@ def _check_together(path: Path, raw: Mapping[str, str], settings: Settings) -> N
                "this host's address on the network it shares with the edge")
     hosts = {name for name, _ in settings.hosts}
     for role, host in settings.singleton_hosts:
-        if role not in settings.roles or settings.roles[role].role.kind is not Kind.SINGLETON:
+        if role not in settings.singletons:
             refuse("DOGRAH_SINGLETON_HOSTS", f"{role} is not a singleton",
-                   ", ".join(n for n, r in settings.roles.items()
-                             if r.role.kind is Kind.SINGLETON))
+                   ", ".join(settings.singletons))
         if host not in hosts:
             refuse("DOGRAH_SINGLETON_HOSTS", f"{host} is not in DOGRAH_HOSTS",
                    "a host DOGRAH_HOSTS names")

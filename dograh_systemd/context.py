@@ -1,10 +1,11 @@
-"""What every step of a command is handed: the settings, the host, and this host's mode."""
+"""What every step of a command is handed: the settings, how it reports, the host and
+its facts. Where this host stands (its mode) is not here: the mode hands each step what
+it needs of it, as arguments."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .config import Settings
 from .facts import Facts
@@ -13,9 +14,6 @@ from .host.files import Files
 from .host.systemd import Systemd
 from .nginx import Nginx
 from .record import Store
-
-if TYPE_CHECKING:
-    from .modes import Mode
 
 Report = Callable[[str], None]
 
@@ -26,7 +24,6 @@ class Context:
     report: Report
     host: Host
     facts: Facts
-    mode: Mode
 
     @property
     def systemd(self) -> Systemd:

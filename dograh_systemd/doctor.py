@@ -2,7 +2,8 @@
 
 Everything of the app's (its interpreter, imports, env files) is checked
 through ``probe``: as the service user, with the units' environment and
-sandbox, never as root. A pass here means the units can start.
+sandbox, never as root. A pass here means the units can start. Which groups
+of checks apply is the mode's to say: a host's own API workers, its nginx site.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -19,7 +20,6 @@ from .certificates import Pair
 from .config import read_env
 from .context import Context
 from .errors import DograhError
-from .plan import ports_of
 from .record import Fleet
 from .upstream import Member, dial_address
 
@@ -34,49 +34,53 @@ class Check:
     fix: str = ""
 
 
-def run(ctx: Context) -> list[Check]:
-    settings, mode = ctx.settings, ctx.mode
-    checks: list[Check] = []
-    if mode.runs_workers:
-        checks += [
-            _interpreter(ctx),
-            *[_readable(ctx, path) for path in settings.unit_env_files
-              if path != paths.SECRETS or ctx.files.exists(path)],  # the secret is optional
-            _imports(ctx, "worker runtime", "import dograh_systemd.worker.runtime",
-                     "the app's venv needs uvicorn (Dograh's requirements have it); "
-                     f"{paths.RUNTIME_PATH} comes with the package"),
-            _imports(ctx, f"app {settings.app}", _import_app(settings.app),
-                     "install the app's requirements in its venv and set its env in "
-                     f"{settings.config_path} or DOGRAH_ENV_FILES"),
-            _ports(ctx),
-        ]
-    if mode.serves_site:
-        checks.append(_check("nginx config", ctx.nginx.test, "nginx -t is fine",
-                             "fix what nginx -t names"))
+def for_workers(ctx: Context, rendered: Mapping[str, str]) -> list[Check]:
+    """What API workers of this host's own need: their interpreter, env files, imports and
+    ports, the services the app reaches, Dograh's own needs and the call ceiling.
+    ``rendered``: the unit files the config renders now, by name."""
+    settings = ctx.settings
+    checks = [
+        _interpreter(ctx),
+        *[_readable(ctx, path) for path in settings.unit_env_files
+          if path != paths.SECRETS or ctx.files.exists(path)],  # the secret is optional
+        _imports(ctx, "worker runtime", "import dograh_systemd.worker.runtime",
+                 "the app's venv needs uvicorn (Dograh's requirements have it); "
+                 f"{paths.RUNTIME_PATH} comes with the package"),
+        _imports(ctx, f"app {settings.app}", _import_app(settings.app),
+                 "install the app's requirements in its venv and set its env in "
+                 f"{settings.config_path} or DOGRAH_ENV_FILES"),
+        _ports(ctx),
+    ]
     env = _app_env(ctx)
-    if mode.runs_workers:
-        for key, default_port in (("REDIS_URL", 6379), ("DATABASE_URL", 5432)):
-            if env.get(key):
-                checks.append(_reachable(ctx, key, env[key], default_port))
-        if settings.checkout:
-            checks += [_devops_secret(env),
-                       _tool(ctx, "node", "node --version", NODE_AT_LEAST,
-                             "Dograh's API runs an MCP validator on Node >= 22.6 (Debian's is "
-                             "older): install one and name its bin/ in DOGRAH_TOOLS_PATH"),
-                       _tool(ctx, "ffmpeg", "ffmpeg -version", None,
-                             "apt install ffmpeg, or name the directory of yours in "
-                             "DOGRAH_TOOLS_PATH")]
-        if settings.calls_path:
-            checks.append(_call_registry(ctx, env.get(devops_secret.KEY, "")))
-    if mode.serves_site:
-        pair = front.serving(settings, ctx.files)
-        if pair:
-            checks.append(_certificate(ctx, pair))
-        if settings.tls == "acme":
-            checks.append(_acme_renewal(ctx))
-        checks.append(_by_address(ctx))
-    if mode.runs_workers:
-        checks.append(_ceiling(ctx))
+    for key, default_port in (("REDIS_URL", 6379), ("DATABASE_URL", 5432)):
+        if env.get(key):
+            checks.append(_reachable(ctx, key, env[key], default_port))
+    if settings.checkout:
+        checks += [_devops_secret(env),
+                   _tool(ctx, "node", "node --version", NODE_AT_LEAST,
+                         "Dograh's API runs an MCP validator on Node >= 22.6 (Debian's is "
+                         "older): install one and name its bin/ in DOGRAH_TOOLS_PATH"),
+                   _tool(ctx, "ffmpeg", "ffmpeg -version", None,
+                         "apt install ffmpeg, or name the directory of yours in "
+                         "DOGRAH_TOOLS_PATH")]
+    if settings.calls_path:
+        checks.append(_call_registry(ctx, env.get(devops_secret.KEY, ""), rendered))
+    checks.append(_ceiling(ctx))
+    return checks
+
+
+def for_site(ctx: Context) -> list[Check]:
+    """What this host's nginx site needs: a config nginx takes, its certificate and its
+    renewal, and how requests by address reach it."""
+    settings = ctx.settings
+    checks = [_check("nginx config", ctx.nginx.test, "nginx -t is fine",
+                     "fix what nginx -t names")]
+    pair = front.serving(settings, ctx.files)
+    if pair:
+        checks.append(_certificate(ctx, pair))
+    if settings.tls == "acme":
+        checks.append(_acme_renewal(ctx))
+    checks.append(_by_address(ctx))
     return checks
 
 
@@ -159,7 +163,7 @@ def _tool(ctx: Context, name: str, command: str, at_least: tuple[int, ...] | Non
     return Check(name, True, first)
 
 
-def _call_registry(ctx: Context, secret: str) -> Check:
+def _call_registry(ctx: Context, secret: str, rendered: Mapping[str, str]) -> Check:
     """The app's call registry answers a running worker, with the secret. It asks the
     running fleet: when that runs an earlier configuration, the check says so."""
     settings = ctx.settings
@@ -169,11 +173,11 @@ def _call_registry(ctx: Context, secret: str) -> Check:
     running = [unit for unit, state in ctx.systemd.show(role_units).items() if state.ready]
     if not running:
         return Check(name, False, "no API worker runs to ask", "start them: dograhctl scale")
-    behind = _running_an_earlier_config(ctx)
+    behind = _running_an_earlier_config(ctx, rendered)
     asked = f"{running[0]} (the running fleet" + (", which runs an earlier configuration)"
                                                   if behind else ")")
-    port = settings.api.role.instance_name(running[0])
-    address = Member(dial_address(settings.host), int(port)).endpoint
+    port = settings.api.role.port(running[0])
+    address = Member(dial_address(settings.host), port).endpoint
     fix_behind = ("the running fleet runs an earlier configuration: move it onto the "
                   "configured app with dograhctl restart, then run doctor again")
     try:
@@ -189,10 +193,9 @@ def _call_registry(ctx: Context, secret: str) -> Check:
     return Check(name, True, f"{asked} holds {calls} call(s)")
 
 
-def _running_an_earlier_config(ctx: Context) -> bool:
+def _running_an_earlier_config(ctx: Context, rendered: Mapping[str, str]) -> bool:
     """Whether the API workers run another definition than the config renders now."""
     record = ctx.store.load()
-    rendered = units.by_name(ctx.mode.unit_files(ctx))
     return record is not None and ctx.settings.api.role.name in units.behind(
         ctx.files, ctx.settings, record.fleet, rendered)
 
@@ -246,9 +249,8 @@ def _imports(ctx: Context, name: str, code: str, fix: str) -> Check:
 
 def _ports(ctx: Context) -> Check:
     settings = ctx.settings
-    api = settings.api.role
     record = ctx.store.load()
-    ours = ports_of(api, record.fleet.of(api.name)) if record else set()
+    ours = set(record.fleet.api_ports()) if record else set()
     band = 1 if ours and min(ours) in settings.band_ports(1) else 0
     wanted = set(list(settings.band_ports(band))[:settings.api_workers]) - ours
     try:

@@ -20,11 +20,11 @@ from .host.files import Files
 TABLE = ("inet", "dograh")
 
 
-def apply(ctx: Context, running: Iterable[int]) -> None:
+def apply(ctx: Context, standing: templates.Standing, running: Iterable[int]) -> None:
     """The table for the config (and the API worker ports ``running`` now) in place and
     loaded; nothing happens when it already is."""
     files = ctx.files
-    rendered = templates.render_firewall(ctx.settings, running)
+    rendered = templates.render_firewall(ctx.settings, standing, running)
     changes = files.changed(rendered)
     for path, text in changes.items():
         files.write_generated(path, text)

@@ -30,7 +30,7 @@ from .context import Context
 from .errors import DograhError
 from .host import Host
 from .host.files import Files
-from .upstream import Member
+from .upstream import Member, Route
 
 # A self-signed certificate this close to its end is made again.
 RENEW_DAYS = 30
@@ -95,11 +95,13 @@ def prepare(ctx: Context) -> None:
     ctx.report(f"made a self-signed certificate for {', '.join(names)} ({paths.SELF_SIGNED})")
 
 
-def render(ctx: Context, upstream: tuple[Member, ...]) -> dict[Path, str]:
-    """The site and its upstream of ``upstream``, as the host stands now."""
+def render(ctx: Context, upstream: tuple[Member, ...], routes: tuple[Route, ...]
+           ) -> dict[Path, str]:
+    """The site, its upstream of ``upstream`` and its ``routes`` to singletons, as the
+    host stands now."""
     front = read(ctx)
     return templates.render_nginx(ctx.settings, upstream, ctx.facts, front.certificate,
-                                  front.default_server, ctx.mode.routes(ctx.settings),
+                                  front.default_server, routes,
                                   hsts=is_real(ctx.settings, front.certificate))
 
 
@@ -132,9 +134,10 @@ def install(ctx: Context, rendered: dict[Path, str], reload: bool = False) -> bo
         raise
 
 
-def apply(ctx: Context, upstream: tuple[Member, ...]) -> bool:
-    """The site with ``upstream``, rendered and installed; True if anything changed."""
-    return install(ctx, render(ctx, upstream))
+def apply(ctx: Context, upstream: tuple[Member, ...], routes: tuple[Route, ...]) -> bool:
+    """The site with ``upstream`` and ``routes``, rendered and installed; True if anything
+    changed."""
+    return install(ctx, render(ctx, upstream, routes))
 
 
 def _raised_connections(ctx: Context) -> dict[Path, str]:
@@ -174,14 +177,14 @@ def issue(ctx: Context) -> str | None:
     return f"certbot issued the site's certificate for {', '.join(names)}"
 
 
-def certify(ctx: Context, upstream: tuple[Member, ...]) -> None:
+def certify(ctx: Context, upstream: tuple[Member, ...], routes: tuple[Route, ...]) -> None:
     """Once the site serves its ACME challenges: certbot's certificate, then the site
     again to serve it."""
     done = issue(ctx) if upstream else None
     if done:
         ctx.report(done)
         if not done.startswith("warning"):
-            apply(ctx, upstream)
+            apply(ctx, upstream, routes)
 
 
 def give_back_stock_default(files: Files) -> None:

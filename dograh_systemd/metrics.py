@@ -12,18 +12,15 @@ only when it has a sample, once, with its HELP and TYPE.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-from . import __version__, capacity, certificates, front, nginx, paths
+from . import __version__, capacity, certificates, front, paths
 from .context import Context
 from .errors import DograhError
 from .record import Fleet
+from .remote import Survey
 from .status import FleetStatus, InstanceStatus
 from .upstream import Member
-
-if TYPE_CHECKING:
-    from .modes.edge import Survey
 
 # Every metric this module writes: name -> (type, help). Tests check the text carries
 # each of them, and the shipped alert rules and dashboard use nothing else.
@@ -122,7 +119,7 @@ class Exposition:
         return "\n".join(lines) + "\n"
 
 
-def for_fleet(ctx: Context, found: FleetStatus) -> str:
+def for_fleet(ctx: Context, found: FleetStatus) -> Exposition:
     """A single host or a worker host: every unit of the fleet, and the host's own."""
     out = Exposition()
     record = ctx.store.load()
@@ -145,15 +142,12 @@ def for_fleet(ctx: Context, found: FleetStatus) -> str:
     at_work = record is not None and record.operation is not None and ctx.host.lock_holder()
     out.add("dograh_operation_at_work", int(bool(at_work)))
     _last_deploy(out, ctx)
-    if ctx.mode.serves_site:
-        _certificate(out, ctx)
-        _old_nginx(out, found.nginx_generations)
-    return out.text()
+    return out
 
 
-def for_edge(ctx: Context, upstream: tuple[Member, ...], survey: Survey) -> str:
+def for_edge(ctx: Context, upstream: tuple[Member, ...], survey: Survey) -> Exposition:
     """An edge: each worker host as it answered (each also writes its own), the
-    upstream, and the edge's own deploy, certificate and nginx."""
+    upstream, and the edge's own deploy."""
     out = Exposition()
     out.add("dograh_build_info", 1, version=__version__, release="")
     out.add("dograh_upstream_members", len(upstream))
@@ -170,9 +164,16 @@ def for_edge(ctx: Context, upstream: tuple[Member, ...], survey: Survey) -> str:
         out.add("dograh_host_upstream_members",
                 sum(1 for member in upstream if member.address == host.address), host=host.name)
     _last_deploy(out, ctx)
+    return out
+
+
+def with_site(out: Exposition, ctx: Context, generations: list[dict[str, float]]
+              ) -> Exposition:
+    """``out`` and this host's nginx site: the certificate it serves, and the nginx
+    workers earlier reloads left (``generations``)."""
     _certificate(out, ctx)
-    _old_nginx(out, [asdict(g) for g in nginx.old_generations(ctx.host)])
-    return out.text()
+    _old_nginx(out, generations)
+    return out
 
 
 def _instance(out: Exposition, role: str, item: InstanceStatus, api_worker: bool) -> None:

@@ -11,12 +11,14 @@ phase as it begins. Every phase is idempotent, so the next command finishes an
 interrupted operation by running it again from the phase recorded. A failure
 before nginx switched rolls back to the previous fleet, unit files and nginx
 files included; once nginx sends to the new workers, an operation only goes
-forward. The switch is the mode's: a single host's own nginx, or, on a worker
-host, its edge's, which this host waits for (the operation stays staged).
+forward. The switch is the mode's, handed in with the host's own units: a
+single host's own nginx, or, on a worker host, its edge's, which this host
+waits for (the operation stays staged).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import drain, paths, rollout, units
@@ -29,6 +31,17 @@ ROLLBACK = "rollback"
 
 
 @dataclass(frozen=True)
+class Steps:
+    """What the phase machine is lent by the mode it works for."""
+
+    # Sends to the operation's target workers; False when that is not this host's to
+    # do (the operation then waits, staged). Its last argument: the edge did it.
+    switch: Callable[[Context, Operation, bool], bool]
+    # The host's own units, enabled and started with the fleet (a firewall, a timer).
+    host_units: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Outcome:
     operation: Operation
     cut: drain.Cut
@@ -36,13 +49,13 @@ class Outcome:
     staged: bool = False
 
 
-def begin(ctx: Context, op: Operation, stage: bool = False) -> Outcome:
+def begin(ctx: Context, steps: Steps, op: Operation, stage: bool = False) -> Outcome:
     """Record ``op``, then carry it out; with ``stage``, only until the new units are READY."""
     ctx.store.save(Record(op.previous, op))
-    return carry_out(ctx, op, stage=stage)
+    return carry_out(ctx, steps, op, stage=stage)
 
 
-def carry_out(ctx: Context, op: Operation, stage: bool = False,
+def carry_out(ctx: Context, steps: Steps, op: Operation, stage: bool = False,
               switched: bool = False) -> Outcome:
     """Take the fleet from ``op.previous`` to ``op.target``, from ``op.phase`` on.
 
@@ -54,10 +67,10 @@ def carry_out(ctx: Context, op: Operation, stage: bool = False,
         switched = switched and op.phase is Phase.SWITCH
         try:
             if op.phase is Phase.START:
-                _start(ctx, op)
+                _start(ctx, op, steps.host_units)
                 op = _advance(ctx, op, Phase.SWITCH)
             # A rollback goes back to what nginx (or the edge) sends to already.
-            if stage or not ctx.mode.switch(ctx, op, switched or op.verb == ROLLBACK):
+            if stage or not steps.switch(ctx, op, switched or op.verb == ROLLBACK):
                 if not op.staged:
                     op = _advance(ctx, op, Phase.SWITCH, staged=True)
                 return Outcome(op, drain.Cut(), staged=True)
@@ -65,7 +78,7 @@ def carry_out(ctx: Context, op: Operation, stage: bool = False,
             if op.verb == ROLLBACK:
                 raise DograhError(f"{failure}; rolling back did not finish, the next "
                                   "dograhctl command tries again") from None
-            _roll_back(ctx, op)
+            _roll_back(ctx, steps, op)
             raise DograhError(f"{failure} (rolled back)") from None
         deadline = None if op.drain_timeout is None else ctx.clock.time() + op.drain_timeout
         op = _advance(ctx, op, Phase.DRAIN, drain_deadline=deadline, staged=False)
@@ -90,12 +103,11 @@ def _advance(ctx: Context, op: Operation, phase: Phase, **changes: object) -> Op
     return op
 
 
-def _start(ctx: Context, op: Operation) -> None:
+def _start(ctx: Context, op: Operation, host_units: tuple[str, ...]) -> None:
     """The target's unit files in place, migrations run, every target unit READY."""
     settings, systemd = ctx.settings, ctx.systemd
     units.install(ctx.host, op.units)
     wanted = op.target.all_units()
-    host_units = ctx.mode.started_units
     systemd.enable([paths.TARGET, *host_units, *wanted])
     if op.verb == ROLLBACK:
         # The previous fleet ran before: start what is missing, expect nothing new.
@@ -169,10 +181,10 @@ def _leaving(ctx: Context, op: Operation, kind: Kind | None = None) -> list[str]
             or states[unit].running or states[unit].enabled == "enabled"]
 
 
-def _roll_back(ctx: Context, failed: Operation) -> None:
+def _roll_back(ctx: Context, steps: Steps, failed: Operation) -> None:
     """Back to the fleet that ran before, on its own unit files and nginx files."""
     back = Operation(verb=ROLLBACK, started=ctx.clock.time(), phase=Phase.START,
                      target=failed.previous, previous=failed.target,
                      units=failed.previous_units, previous_units=failed.units,
                      nginx=failed.previous_nginx, previous_nginx=failed.nginx)
-    begin(ctx, back)
+    begin(ctx, steps, back)

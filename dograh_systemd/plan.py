@@ -6,14 +6,14 @@ Pure data, no side effects: the operation it returns is carried out by
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from . import balance
 from .config import Settings
 from .errors import DograhError
 from .record import Fleet, Operation, Phase
-from .roles import Kind, Role
+from .roles import Kind
 from .upstream import Member, dial_address
 
 
@@ -73,7 +73,7 @@ def _target(settings: Settings, current: Fleet, request: Request, roll: tuple[st
         if role.kind is Kind.API:
             count = role_settings.count if request.api_workers is None else request.api_workers
             _check_count(role.title, count, request.api_min, role.count_max)
-            ports = _api_ports(settings, ports_of(role, current.of(name)), count, name in roll)
+            ports = _api_ports(settings, set(current.api_ports()), count, name in roll)
             units[name] = tuple(role.instance(port) for port in ports)
             upstream = _upstream(settings, current, ports, live_calls)
         elif role.kind is Kind.POOL:
@@ -110,11 +110,6 @@ def _pool_count(current: Fleet, request: Request, name: str, configured: int) ->
     if request.api_workers is not None and name in current.units:
         return len(current.of(name))
     return configured
-
-
-def ports_of(role: Role, units: Iterable[str]) -> set[int]:
-    """The ports of API worker units."""
-    return {int(role.instance_name(unit)) for unit in units}
 
 
 def _api_ports(settings: Settings, running: set[int], count: int, new_band: bool) -> list[int]:

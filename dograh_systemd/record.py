@@ -20,6 +20,7 @@ from typing import Any, Literal
 from . import paths, schema
 from .errors import DograhError
 from .host.files import Files
+from .roles import API
 from .upstream import Member
 
 # 2: operations record the nginx files they switch to. 1 (0.2.0) reads as 2
@@ -51,6 +52,10 @@ class Fleet:
 
     def all_units(self) -> list[str]:
         return [unit for units in self.units.values() for unit in units]
+
+    def api_ports(self) -> list[int]:
+        """The API workers' ports, in order (each one's instance name)."""
+        return sorted(API.port(unit) for unit in self.of(API.name))
 
     def weights(self) -> dict[int, int]:
         return {member.port: member.weight for member in self.upstream}

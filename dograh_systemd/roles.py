@@ -9,7 +9,6 @@ table: adding a singleton is one entry here (its template is shared).
 from __future__ import annotations
 
 import enum
-import os
 from dataclasses import dataclass
 
 
@@ -61,6 +60,10 @@ class Role:
         """``8000`` for dograh-api@8000.service."""
         return unit.removeprefix(f"{self.unit}@").removesuffix(".service")
 
+    def port(self, unit: str) -> int:
+        """An API worker's port: its instance name."""
+        return int(self.instance_name(unit))
+
     def owns(self, unit: str) -> bool:
         if self.is_template:
             return unit.startswith(f"{self.unit}@") and unit.endswith(".service")
@@ -72,9 +75,9 @@ class Role:
         return self.owns(unit) and (not self.is_template or self.instance_name(unit).isdigit())
 
 
-def default_api_workers() -> int:
+def default_api_workers(cpus: int) -> int:
     """One API worker per CPU, capped at 8 (Dograh's guidance)."""
-    return max(1, min(os.cpu_count() or 1, 8))
+    return max(1, min(cpus, 8))
 
 
 EXAMPLE_SERVICE = "python3 -m dograh_systemd.example.service"
@@ -116,7 +119,13 @@ ROLES: tuple[Role, ...] = (
          environment=("NODE_ENV=production",), route="/", route_port=3010),
 )
 
-API = next(role for role in ROLES if role.kind is Kind.API)
+
+
+def of_kind(kind: Kind) -> tuple[Role, ...]:
+    return tuple(role for role in ROLES if role.kind is kind)
+
+
+API = of_kind(Kind.API)[0]
 
 
 def role_of(unit: str, roles: tuple[Role, ...] = ROLES) -> Role | None:

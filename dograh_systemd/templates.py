@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
-from . import nginx, paths, values
+from . import command_lines, nginx, paths, values
 from .certificates import Pair
 from .config import RoleSettings, Settings
 from .facts import ASSUMED, Facts
@@ -87,8 +88,24 @@ def _launched(settings: Settings, command: tuple[str, ...]) -> tuple[str, ...]:
     return resolved
 
 
-def _context(settings: Settings, facts: Facts, host_units: Iterable[str] = (),
-             route_host: str = "127.0.0.1") -> dict[str, object]:
+@dataclass(frozen=True)
+class Standing:
+    """What the units of this host need to know of where it stands; its mode says."""
+
+    # Units of this host rather than of a role (a firewall, a timer).
+    host_units: tuple[str, ...] = ()
+    # The unit that must let the edge alone in before a worker serves (a worker host's
+    # firewall), or none.
+    firewall: str = ""
+    # Where a singleton that serves a route listens for nginx, and the address nginx
+    # connects to the workers from (the one whose forwarded headers they trust; empty:
+    # the address it dials them on, an nginx of this host).
+    route_host: str = "127.0.0.1"
+    trusted_proxy: str = ""
+
+
+def _context(settings: Settings, facts: Facts, standing: Standing = Standing()
+             ) -> dict[str, object]:
     migration = next((r for r in settings.roles.values()
                       if r.role.kind is Kind.MIGRATION and r.count), None)
     return {
@@ -99,14 +116,16 @@ def _context(settings: Settings, facts: Facts, host_units: Iterable[str] = (),
         "paths_in_home": settings.paths_in_home,
         "python": settings.python,
         "host": settings.host,
-        # nginx connects from the edge when there is one, else from where it dials.
-        "trusted_proxy": settings.edge or dial_address(settings.host),
-        # A worker host's processes start only once its firewall lets the edge alone in.
-        "firewall": paths.FIREWALL_UNIT if paths.FIREWALL_UNIT in host_units else "",
+        "trusted_proxy": standing.trusted_proxy or dial_address(settings.host),
+        "firewall": standing.firewall,
         "firewall_rules": paths.FIREWALL_RULES,
-        "route_host": route_host,
+        "route_host": standing.route_host,
         "textfile_dir": paths.TEXTFILE_DIR,
-        "metrics_file": paths.METRICS_FILE,
+        # What the host's timers run: dograhctl, from the one place its lines are built.
+        "metrics_command": command_lines.installed(
+            settings.config_path, command_lines.metrics(paths.METRICS_FILE)),
+        "cluster_command": command_lines.installed(
+            settings.config_path, command_lines.rebalance(lock_wait=0)),
         "edge": settings.edge,
         "calls_path": settings.calls_path,
         "calls_header": settings.calls_header,
@@ -138,15 +157,14 @@ def _render_role(env: jinja2.Environment, settings: Settings, context: dict[str,
         context, header=_header(template, settings), role=role, command=command)
 
 
-def render_units(settings: Settings, facts: Facts = ASSUMED, host_units: Iterable[str] = (),
-                 route_host: str = "127.0.0.1") -> dict[Path, str]:
-    """Every unit file the config calls for, dograh.target and ``host_units`` (what this
-    host runs beside the roles: a worker host's firewall, the edge's timer); keyed
-    by installed path. A singleton that serves a route listens on ``route_host``. A
-    switched-off singleton keeps its (disabled) unit; a migration needs a command."""
-    host_units = tuple(host_units)
+def render_units(settings: Settings, facts: Facts = ASSUMED, standing: Standing = Standing()
+                 ) -> dict[Path, str]:
+    """Every unit file the config calls for, dograh.target and the host's own units (what
+    this host runs beside the roles: a worker host's firewall, the edge's timer); keyed
+    by installed path. A switched-off singleton keeps its (disabled) unit; a migration
+    needs a command."""
     env = _environment(paths.UNIT_TEMPLATES)
-    context = _context(settings, facts, host_units, route_host)
+    context = _context(settings, facts, standing)
     rendered = {}
     for role_settings in settings.roles.values():
         role = role_settings.role
@@ -157,7 +175,7 @@ def render_units(settings: Settings, facts: Facts = ASSUMED, host_units: Iterabl
     target = paths.UNIT_TEMPLATES / f"{paths.TARGET}.j2"
     rendered[paths.UNIT_DIR / paths.TARGET] = env.get_template(target.name).render(
         context, header=_header(target, settings))
-    for name in host_units:
+    for name in standing.host_units:
         template = paths.UNIT_TEMPLATES / f"{name}.j2"
         rendered[paths.UNIT_DIR / name] = env.get_template(template.name).render(
             context, header=_header(template, settings))
@@ -180,7 +198,8 @@ def render_build_gitconfig(settings: Settings) -> dict[Path, str]:
         header=_header(paths.UNIT_TEMPLATES / name, settings))}
 
 
-def render_firewall(settings: Settings, running: Iterable[int] = ()) -> dict[Path, str]:
+def render_firewall(settings: Settings, standing: Standing, running: Iterable[int] = ()
+                    ) -> dict[Path, str]:
     """A worker host's nftables table, and the drop-in that puts it back whenever
     nftables.service loads its own ruleset (which begins with ``flush ruleset``).
 
@@ -190,11 +209,11 @@ def render_firewall(settings: Settings, running: Iterable[int] = ()) -> dict[Pat
     """
     bands = [settings.band_ports(band) for band in (0, 1)]
     outside = sorted({port for port in running if not any(port in band for band in bands)})
-    routed = [r.role.route_port for r in settings.roles.values() if r.role.route and r.count]
+    routed = [r.role.route_port for r in settings.routed]
     ports = ", ".join([*(f"{band[0]}-{band[-1]}" for band in bands),
                        *map(str, sorted({*outside, *routed}))])
     env = _environment(paths.UNIT_TEMPLATES)
-    context = _context(settings, ASSUMED, (paths.FIREWALL_UNIT,), settings.host)
+    context = _context(settings, ASSUMED, standing)
     rendered = {}
     for path, name in ((paths.FIREWALL_RULES, "dograh-firewall.nft.j2"),
                        (paths.NFTABLES_DROP_IN, "nftables-dograh.conf.j2")):

@@ -14,6 +14,7 @@ import grp
 import os
 import pwd
 import shutil
+import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,6 +57,16 @@ class Files:
 
     def is_link(self, path: Path) -> bool:
         return self.path(path).is_symlink()
+
+    def is_private(self, path: Path) -> bool | None:
+        """Whether ``path`` is a plain file of the owner's that nobody else may read or
+        write (a symbolic link is none); None when there is nothing there."""
+        try:
+            info = self.path(path).lstat()
+        except FileNotFoundError:
+            return None
+        return (stat.S_ISREG(info.st_mode) and info.st_uid == self.owner
+                and not info.st_mode & 0o077)
 
     def link_target(self, link: Path) -> Path | None:
         """Where a symbolic link points, as a host path; None if it is no link."""

@@ -9,12 +9,13 @@ subclass.
 from __future__ import annotations
 
 import datetime
-import sys
+from abc import abstractmethod
 from dataclasses import replace
 from pathlib import Path
 
 from .. import (
     devops_secret,
+    doctor,
     metrics,
     operation,
     paths,
@@ -31,12 +32,11 @@ from ..errors import DograhError
 from ..host import lock
 from ..host.files import Files, unified_diff
 from ..operation import Outcome
-from ..plan import Request, ports_of
+from ..plan import Request
 from ..record import Fleet, Operation, Record
-from ..roles import Kind
 from ..upstream import Member, dial_address
 from ..worker import contract
-from . import Answer, Change, Mode, ReleaseRequest
+from .mode import Answer, Change, Mode, ReleaseRequest
 
 
 class LocalFleet(Mode):
@@ -56,7 +56,7 @@ class LocalFleet(Mode):
             ctx.report("the unit files or the app's environment changed: every process of "
                        f"{', '.join(op.roll)} moves onto them, dropping no call")
         self.preflight(ctx, op, change.force)
-        return self.done(ctx, operation.begin(ctx, op, stage=change.stage))
+        return self.done(ctx, operation.begin(ctx, self.steps(), op, stage=change.stage))
 
     def restart(self, ctx: Context, change: Change) -> Answer:
         """A fleet the admin stopped (systemctl stop dograh.target) is not started:
@@ -155,14 +155,12 @@ class LocalFleet(Mode):
                        "until: systemctl start dograh.target")
             return Answer("the fleet is stopped; its units are updated",
                           self.report_data(ctx, None))
-        api = onto.settings.api.role
-        pools = {name: len(fleet.of(name)) for name, r in onto.settings.roles.items()
-                 if r.role.kind is Kind.POOL and name in fleet.units}
-        op = self.plan(onto, fleet, Request(verb, len(fleet.of(api.name)), pools,
+        pools = {name: len(fleet.of(name)) for name in onto.settings.pools if name in fleet.units}
+        op = self.plan(onto, fleet, Request(verb, len(fleet.api_ports()), pools,
                                             change.drain_timeout,
                                             self.singletons(onto, fleet, change), self.api_min))
         self.preflight(onto, op, change.force)
-        answer = self.done(onto, operation.begin(onto, op, stage=change.stage),
+        answer = self.done(onto, operation.begin(onto, self.steps(), op, stage=change.stage),
                            {"restart": "restarted: ", "deploy": "deployed: "}[verb])
         if verb == "deploy" and not answer.text.startswith("staged"):
             self.prune(onto)
@@ -180,7 +178,10 @@ class LocalFleet(Mode):
                       1 if found.mismatches else 0)
 
     def metrics(self, ctx: Context) -> str:
-        return metrics.for_fleet(ctx, self.collect(ctx))
+        return metrics.for_fleet(ctx, self.collect(ctx)).text()
+
+    def checks(self, ctx: Context) -> list[doctor.Check]:
+        return doctor.for_workers(ctx, units.by_name(self.unit_files(ctx)))
 
     def collect(self, ctx: Context) -> status.FleetStatus:
         record = recorded(ctx)
@@ -228,6 +229,11 @@ class LocalFleet(Mode):
 
     # -- what the modes fill in --------------------------------------------------------
 
+    @abstractmethod
+    def switch(self, ctx: Context, op: Operation, switched: bool) -> bool:
+        """Send to ``op``'s target workers; False when that is not this host's to do
+        (the operation then waits, staged). ``switched``: the edge did it."""
+
     def check_options(self, change: Change) -> None:
         """Options that belong to another mode are refused."""
         if change.per_host:
@@ -241,8 +247,7 @@ class LocalFleet(Mode):
 
     def preflight(self, ctx: Context, op: Operation, force: bool) -> None:
         """Every check, before the first change: memory and free ports."""
-        api = ctx.settings.api.role
-        new_ports = ports_of(api, op.target.of(api.name)) - ports_of(api, op.previous.of(api.name))
+        new_ports = set(op.target.api_ports()) - set(op.previous.api_ports())
         machine = ctx.host.machine
         for warning in (preflight.check_memory(machine, len(new_ports),
                                                self.memory_per_worker(ctx), force),
@@ -314,7 +319,7 @@ class LocalFleet(Mode):
             return record, None
         ctx.report(f"finishing {'a staged' if op.staged else 'an interrupted'} {op.verb} "
                    f"(at its {op.phase.value} phase)")
-        outcome = operation.carry_out(ctx, op, switched=switched)
+        outcome = operation.carry_out(ctx, self.steps(), op, switched=switched)
         if outcome.staged:
             return Record(op.previous, outcome.operation), outcome
         return Record(outcome.operation.target), outcome
@@ -327,6 +332,10 @@ class LocalFleet(Mode):
                           self.report_data(ctx, outcome))
         self.after(ctx, outcome)
         return Answer(verb + text, self.report_data(ctx, outcome))
+
+    def steps(self) -> operation.Steps:
+        """What the phase machine is lent: this mode's switch and the host's own units."""
+        return operation.Steps(self.switch, self.started_units)
 
     def plan(self, ctx: Context, fleet: Fleet, request: Request) -> Operation:
         rendered = units.by_name(self.unit_files(ctx))
@@ -344,8 +353,7 @@ class LocalFleet(Mode):
                                        if (text := ctx.files.read(path)) is not None})
 
     def unit_files(self, ctx: Context) -> dict[Path, str]:
-        return templates.render_units(ctx.settings, ctx.facts, self.host_units,
-                                      self.route_host(ctx.settings))
+        return templates.render_units(ctx.settings, ctx.facts, self.standing(ctx.settings))
 
     def definitions(self, ctx: Context, texts: dict[str, str]) -> dict[str, str]:
         return units.definitions(ctx.files, ctx.settings, texts,
@@ -361,13 +369,11 @@ class LocalFleet(Mode):
             role = role_settings.role
             fleet_units[name] = tuple(unit for unit in seen if role.names(unit) and (
                 states[unit].running or states[unit].enabled == "enabled"))
-        api = settings.api.role
+        found = Fleet(units={k: v for k, v in fleet_units.items() if v})
         address = dial_address(settings.host)
-        upstream = tuple(Member(address, port)
-                         for port in sorted(ports_of(api, fleet_units[api.name])))
+        upstream = tuple(Member(address, port) for port in found.api_ports())
         installed = units.installed(ctx.files, settings)
-        return Fleet(units={k: v for k, v in fleet_units.items() if v}, upstream=upstream,
-                     definitions=self.definitions(ctx, installed))
+        return replace(found, upstream=upstream, definitions=self.definitions(ctx, installed))
 
     def memory_per_worker(self, ctx: Context) -> int:
         """Measured mean of the running API workers, else the configured estimate."""
@@ -393,7 +399,7 @@ def live_calls(ctx: Context, fleet: Fleet) -> dict[int, int]:
     live = {}
     for unit, state in ctx.systemd.show(fleet.of(api.name)).items():
         load = contract.parse_status(state.status) if state.ready else None
-        live[int(api.instance_name(unit))] = load.calls if load else 0
+        live[api.port(unit)] = load.calls if load else 0
     return live
 
 
@@ -401,17 +407,11 @@ def summary(settings: Settings, outcome: Outcome) -> str:
     """What a change left running, in one line."""
     op = outcome.operation
     fleet, before = op.target, set(op.previous.all_units())
-    parts = []
-    roles = [r.role for r in settings.roles.values()]
-    for role in roles:
-        role_units = fleet.of(role.name)
-        if role.kind is Kind.API:
-            ports = sorted(int(role.instance_name(u)) for u in role_units)
-            parts.append(f"{len(ports)} API workers"
-                         + (f" (ports {ports[0]}-{ports[-1]})" if ports else ""))
-        elif role.kind is Kind.POOL:
-            parts.append(f"{len(role_units)} {role.title.removeprefix('Dograh ')}s")
-    singletons = [u for role in roles if role.kind is Kind.SINGLETON for u in fleet.of(role.name)]
+    ports = fleet.api_ports()
+    parts = [f"{len(ports)} API workers" + (f" (ports {ports[0]}-{ports[-1]})" if ports else "")]
+    parts += [f"{len(fleet.of(name))} {settings.role(name).role.title.removeprefix('Dograh ')}s"
+              for name in settings.pools]
+    singletons = [unit for name in settings.singletons for unit in fleet.of(name)]
     started = len(set(fleet.all_units()) - before)
     stopped = len(before - set(fleet.all_units()))
     text = (", ".join(parts) + ", singletons: " + (", ".join(singletons) or "none")
@@ -430,8 +430,3 @@ def recorded(ctx: Context) -> Record:
     """The record as it stands, or an empty fleet before the first command."""
     return ctx.store.load() or Record(Fleet())
 
-
-def follow_up_argv(ctx: Context, verb: str) -> list[str]:
-    """dograhctl ``verb`` with this command's config, for a transient unit to run."""
-    return [sys.executable, "-m", "dograh_systemd", "--config", str(ctx.settings.config_path),
-            verb]

@@ -10,15 +10,14 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from .. import balance, front, operation, paths, templates, units
+from .. import balance, command_lines, doctor, front, metrics, operation, paths, templates, units
 from ..config import Settings
 from ..context import Context
 from ..operation import Outcome
 from ..record import Fleet, Operation, Phase, nginx_files
-from ..roles import Kind
 from ..upstream import Member, Route, dial_address
-from . import Answer, Change
-from .local import LocalFleet, follow_up_argv, live_calls, recorded
+from .local import LocalFleet, live_calls, recorded
+from .mode import Answer, Change
 
 # While weights are uneven, the upstream is weighed again this many seconds later.
 REBALANCE_AFTER = 60
@@ -34,13 +33,15 @@ class SingleHost(LocalFleet):
     def switch(self, ctx: Context, op: Operation, switched: bool) -> bool:
         if op.target.upstream:
             # An operation recorded by 0.2.0 kept no nginx files: they are rendered now.
-            texts = nginx_files(op.nginx) or front.render(ctx, op.target.upstream)
+            texts = nginx_files(op.nginx) or front.render(ctx, op.target.upstream,
+                                                          self.routes(ctx.settings))
             if front.install(ctx, texts):
                 ctx.report("nginx upstream dograh_api: " + operation.describe(op.target))
         return True
 
     def nginx_files(self, ctx: Context, fleet: Fleet) -> dict[Path, str]:
-        return front.render(ctx, fleet.upstream) if fleet.upstream else {}
+        return front.render(ctx, fleet.upstream, self.routes(ctx.settings)) \
+            if fleet.upstream else {}
 
     def preflight(self, ctx: Context, op: Operation, force: bool) -> None:
         ctx.nginx.test()
@@ -51,17 +52,27 @@ class SingleHost(LocalFleet):
         front.prepare(ctx)
 
     def site_files(self, ctx: Context, fleet: Fleet) -> dict[Path, str]:
-        return front.render(ctx, fleet.upstream or first_upstream(ctx.settings))
+        return front.render(ctx, fleet.upstream or first_upstream(ctx.settings),
+                            self.routes(ctx.settings))
 
     def apply_site(self, ctx: Context, fleet: Fleet) -> None:
         if fleet.upstream:
+            routes = self.routes(ctx.settings)
             # Reloaded even when no file of ours changed: the admin's snippets may have.
-            front.install(ctx, front.render(ctx, fleet.upstream), reload=True)
-            front.certify(ctx, fleet.upstream)
+            front.install(ctx, front.render(ctx, fleet.upstream, routes), reload=True)
+            front.certify(ctx, fleet.upstream, routes)
 
     def after(self, ctx: Context, outcome: Outcome) -> None:
-        front.certify(ctx, outcome.operation.target.upstream)
+        front.certify(ctx, outcome.operation.target.upstream, self.routes(ctx.settings))
         follow_up(ctx, outcome.operation.target)
+
+    def metrics(self, ctx: Context) -> str:
+        found = self.collect(ctx)
+        return metrics.with_site(metrics.for_fleet(ctx, found), ctx,
+                                 found.nginx_generations).text()
+
+    def checks(self, ctx: Context) -> list[doctor.Check]:
+        return super().checks(ctx) + doctor.for_site(ctx)
 
     def mismatches(self, ctx: Context) -> list[str]:
         fleet = recorded(ctx).fleet
@@ -82,7 +93,7 @@ class SingleHost(LocalFleet):
                                                for m in fleet.upstream))
         if target != fleet:
             installed = units.installed(ctx.files, ctx.settings)
-            operation.begin(ctx, self.with_nginx(ctx, Operation(
+            operation.begin(ctx, self.steps(), self.with_nginx(ctx, Operation(
                 verb="rebalance", started=ctx.clock.time(), phase=Phase.START, target=target,
                 previous=fleet, units=installed, previous_units=installed)))
         follow_up(ctx, target)
@@ -91,8 +102,7 @@ class SingleHost(LocalFleet):
 
     def routes(self, settings: Settings) -> tuple[Route, ...]:
         return tuple(Route(r.role.route, r.role.title, f"127.0.0.1:{r.role.route_port}")
-                     for r in settings.roles.values()
-                     if r.role.kind is Kind.SINGLETON and r.role.route and r.count)
+                     for r in settings.routed)
 
 
 def first_upstream(settings: Settings) -> tuple[Member, ...]:
@@ -108,6 +118,7 @@ def follow_up(ctx: Context, fleet: Fleet) -> None:
         return
     ctx.systemd.run_later(paths.REBALANCE_UNIT, REBALANCE_AFTER,
                           "Dograh: re-weigh the nginx upstream from live calls",
-                          follow_up_argv(ctx, "rebalance"))
+                          command_lines.here(ctx.settings.config_path,
+                                             command_lines.rebalance()))
     ctx.report(f"weights are re-derived from live calls in {REBALANCE_AFTER}s, until even")
 

@@ -21,19 +21,16 @@ from ..config import Settings
 from ..context import Context
 from ..errors import DograhError
 from ..operation import Outcome
-from ..plan import ports_of
 from ..record import Fleet, Operation, Phase
-from ..roles import Kind
 from ..status import FleetStatus
-from . import Answer, Change
 from .local import LocalFleet, recorded, summary
+from .mode import Answer, Change
 
 
 class WorkerHost(LocalFleet):
     host_units = (paths.FIREWALL_UNIT, *LocalFleet.host_units)
     # Its edge spreads the API workers: a worker host may run none.
     api_min = 0
-    serves_site = False
 
     def switch(self, ctx: Context, op: Operation, switched: bool) -> bool:
         return switched
@@ -47,29 +44,30 @@ class WorkerHost(LocalFleet):
         """Where the edge placed them; until it says, the ones that run here now."""
         if change.singletons is not None:
             return change.singletons
-        return frozenset(role for role, r in ctx.settings.roles.items()
-                         if r.role.kind is Kind.SINGLETON and fleet.of(role))
+        return frozenset(role for role in ctx.settings.singletons if fleet.of(role))
 
-    def route_host(self, settings: Settings) -> str:
-        return settings.host
+    def standing(self, settings: Settings) -> templates.Standing:
+        # Its processes start only once its firewall lets the edge alone in; a routed
+        # singleton listens where the edge reaches it; nginx connects from the edge.
+        assert settings.edge is not None  # what makes this host a worker host
+        return templates.Standing(host_units=self.host_units, firewall=paths.FIREWALL_UNIT,
+                                  route_host=settings.host, trusted_proxy=settings.edge)
 
     def preflight(self, ctx: Context, op: Operation, force: bool) -> None:
-        api = ctx.settings.api.role
-        firewall.apply(ctx, ports_of(api, op.previous.of(api.name) + op.target.of(api.name)))
+        firewall.apply(ctx, self.standing(ctx.settings),
+                       {*op.previous.api_ports(), *op.target.api_ports()})
         super().preflight(ctx, op, force)
 
     def site_files(self, ctx: Context, fleet: Fleet) -> dict[Path, str]:
-        api = ctx.settings.api.role
-        return templates.render_firewall(ctx.settings, ports_of(api, fleet.of(api.name)))
+        return templates.render_firewall(ctx.settings, self.standing(ctx.settings),
+                                         fleet.api_ports())
 
     def apply_site(self, ctx: Context, fleet: Fleet) -> None:
-        api = ctx.settings.api.role
-        firewall.apply(ctx, ports_of(api, fleet.of(api.name)))
+        firewall.apply(ctx, self.standing(ctx.settings), fleet.api_ports())
         self.drop_site(ctx)
 
     def after(self, ctx: Context, outcome: Outcome) -> None:
-        api = ctx.settings.api.role
-        firewall.apply(ctx, ports_of(api, outcome.operation.target.of(api.name)))
+        firewall.apply(ctx, self.standing(ctx.settings), outcome.operation.target.api_ports())
         self.drop_site(ctx)
 
     @staticmethod
@@ -114,9 +112,8 @@ class WorkerHost(LocalFleet):
             item = found.instance(api.name, api.instance(member.port))
             members.append({"port": member.port, "ready": bool(item and item.ready),
                             "calls": (item.calls or 0) if item else 0})
-        singletons = [role for role, r in ctx.settings.roles.items()
-                      if r.role.kind is Kind.SINGLETON
-                      and any(item.active in ("active", "activating", "deactivating",
+        singletons = [role for role in ctx.settings.singletons
+                      if any(item.active in ("active", "activating", "deactivating",
                                               "reloading") for item in found.roles[role])]
         report = {
             "format": wire.FORMAT, "version": __version__,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .container import Container
+from bench.testbed.container import Container
 
 REPO = Path(__file__).resolve().parents[2]
 SUITES = ["bookworm", "trixie"]  # Debian 12 and Debian 13

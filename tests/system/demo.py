@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .container import Container
+from bench.testbed.container import Container
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,8 @@ import re
 import subprocess
 import time
 
-from .container import Container
+from bench.testbed.container import Container
+
 from .load import live_calls
 
 NGINX_FILES = ["/etc/nginx/sites-available/dograh", "/etc/nginx/dograh/upstream.conf"]

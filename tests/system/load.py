@@ -6,9 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+from bench.testbed.container import Container
 from dograh_systemd.worker import contract
-
-from .container import Container
 
 LOADGEN = Path(__file__).resolve().parents[2] / "bench/loadgen.py"
 

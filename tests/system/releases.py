@@ -8,7 +8,7 @@ import hashlib
 import zipfile
 from pathlib import Path
 
-from .container import Container
+from bench.testbed.container import Container
 
 SOURCE = "/srv/app"
 WHEELS = "/srv/wheels"

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from .container import Container
+from bench.testbed.container import Container
+
 from .fleet import dograhctl, main_pid, reset
 
 pytestmark = pytest.mark.system

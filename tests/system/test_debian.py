@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.testbed.container import CACHE_DIR, CLEAN_PATH, MIRROR, Container, rootfs
+
 from .conftest import REPO, SUITES
-from .container import CACHE_DIR, CLEAN_PATH, MIRROR, Container, rootfs
 
 pytestmark = pytest.mark.system
 

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.testbed.container import CACHE_DIR, Container
+
 from .conftest import SUITES
-from .container import CACHE_DIR, Container
 from .fleet import main_pid, units
 
 pytestmark = pytest.mark.system

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from .container import Container
+from bench.testbed.container import Container
+
 from .fleet import answering_ports, api, dograhctl, main_pid, reset, snapshot, units, upstream_ports
 from .load import Load
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from .container import Container
+from bench.testbed.container import Container
+
 from .fleet import NGINX_FILES, dograhctl, reset
 from .load import Load, assert_nothing_lost
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from .container import Container
+from bench.testbed.cluster import cluster, install
+from bench.testbed.container import Container
+
 from .fleet import units
-from .hosts import cluster, install
 from .load import Load, assert_nothing_lost
 from .releases import SOURCE, commit, make_source
 

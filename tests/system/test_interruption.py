@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from .container import Container
+from bench.testbed.container import Container
+
 from .fleet import api, api_ports, dograhctl, main_pid, reset, units, upstream_ports
 from .load import Load, assert_nothing_lost
 

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .container import CLEAN_PATH, Container
+from bench.testbed.container import CLEAN_PATH, Container
+
 from .fleet import api_ports, dograhctl, main_pid, reset
 from .load import Load
 

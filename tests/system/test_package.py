@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.testbed.container import Container, package_relations
+
 from .conftest import SUITES
-from .container import Container, package_relations
 from .fleet import answering_ports, main_pid, units
 from .load import Load, assert_nothing_lost
 

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from .container import Container
+from bench.testbed.container import Container
+
 from .fleet import api_ports, dograhctl, main_pid, reset
 from .load import Load, assert_nothing_lost
 from .releases import SOURCE, commit, make_source

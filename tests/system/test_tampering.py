@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from .container import Container
+from bench.testbed.container import Container
+
 from .fleet import dograhctl, snapshot, units
 
 pytestmark = pytest.mark.system

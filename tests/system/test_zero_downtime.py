@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from .container import Container
+from bench.testbed.container import Container
+
 from .fleet import api_ports, dograhctl, main_pid, reset, units
 from .load import Load, assert_nothing_lost, live_calls
 

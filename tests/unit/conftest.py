@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dograh_systemd import config, modes
+from dograh_systemd import config
 from dograh_systemd.context import Context
 from dograh_systemd.facts import gather
 
@@ -53,6 +53,6 @@ def host(tmp_path: Path) -> FakeHost:
 
 def context(host: FakeHost, messages: list[str] | None = None) -> Context:
     """What a dograhctl command on ``host`` is handed."""
-    settings = config.load(CONFIG, files=host.files)
+    settings = config.load(CONFIG, files=host.files, machine=host.machine)
     sink = messages if messages is not None else []
-    return Context(settings, sink.append, host, gather(host), modes.choose(settings))
+    return Context(settings, sink.append, host, gather(host))

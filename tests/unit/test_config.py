@@ -7,6 +7,7 @@ import pytest
 
 from dograh_systemd import config, roles
 from dograh_systemd.config import ConfigError
+from dograh_systemd.host.machine import Machine
 
 
 def load(tmp_path: Path, text: str) -> config.Settings:
@@ -17,7 +18,7 @@ def load(tmp_path: Path, text: str) -> config.Settings:
 
 def test_defaults_follow_dograh(tmp_path: Path) -> None:
     settings = load(tmp_path, "")
-    assert settings.api_workers == roles.default_api_workers()
+    assert settings.api_workers == roles.default_api_workers(Machine().cpus())
     assert 1 <= settings.api_workers <= 8
     assert settings.role("arq").count == 1
     assert settings.base_port == 8000
@@ -108,11 +109,8 @@ def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
         config.load(tmp_path / "absent.env")
 
 
-def test_config_path_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DOGRAH_CONFIG", raising=False)
+def test_config_path_precedence() -> None:
     assert config.config_path() == config.DEFAULT_CONFIG
-    monkeypatch.setenv("DOGRAH_CONFIG", "/etc/other.env")
-    assert config.config_path() == Path("/etc/other.env")
     assert config.config_path("/tmp/x.env") == Path("/tmp/x.env")
     with pytest.raises(ConfigError, match="must be given as an absolute path"):
         config.config_path("dograh.env")
@@ -127,7 +125,7 @@ def test_every_key_dograhctl_reads_is_known(tmp_path: Path) -> None:
             read.add(key)
             return super().get(key, default)
 
-    config.parse(tmp_path / "dograh.env", Recording())
+    config.parse(tmp_path / "dograh.env", Recording(), cpus=2)
     assert read == config.package_keys()
 
 

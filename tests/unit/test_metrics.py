@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from dograh_systemd import metrics, paths, templates
+from dograh_systemd import metrics, modes, paths
 from dograh_systemd.host.commands import Completed, run_here
 from dograh_systemd.worker.contract import Load
 
@@ -261,8 +261,8 @@ def test_the_rules_and_the_dashboard_ask_only_for_metrics_we_write() -> None:
 def test_the_timer_writes_with_no_port_and_only_where_node_exporter_reads(
         host: FakeHost) -> None:
     ctx = context(host)
-    rendered = {path.name: text for path, text in templates.render_units(
-        ctx.settings, ctx.facts, ctx.mode.host_units).items()}
+    rendered = {path.name: text for path, text in modes.choose(ctx.settings).unit_files(
+        ctx).items()}
     service, timer = rendered[paths.METRICS_UNIT], rendered[paths.METRICS_TIMER]
     assert f"ConditionPathIsDirectory={paths.TEXTFILE_DIR}\n" in service
     assert f"ReadWritePaths={paths.TEXTFILE_DIR}\n" in service
@@ -273,6 +273,6 @@ def test_the_timer_writes_with_no_port_and_only_where_node_exporter_reads(
     # A worker host's may look at its firewall's table.
     host.configure("DOGRAH_EDGE=10.0.0.10\nUVICORN_HOST=10.0.0.11\n")
     ctx = context(host)
-    service = next(text for path, text in templates.render_units(
-        ctx.settings, ctx.facts, ctx.mode.host_units).items() if path.name == paths.METRICS_UNIT)
+    service = next(text for path, text in modes.choose(ctx.settings).unit_files(ctx).items()
+                   if path.name == paths.METRICS_UNIT)
     assert "CapabilityBoundingSet=CAP_NET_ADMIN\nRestrictAddressFamilies=AF_NETLINK\n" in service

@@ -18,7 +18,7 @@ from dograh_systemd.context import Context
 from dograh_systemd.errors import DograhError
 from dograh_systemd.facts import gather
 from dograh_systemd.host.commands import Completed
-from dograh_systemd.modes import Answer, Change
+from dograh_systemd.modes.mode import Answer, Change
 from dograh_systemd.record import Phase
 from dograh_systemd.roles import ROLES, Kind, Role
 from dograh_systemd.worker.contract import Load
@@ -39,24 +39,24 @@ def scale(host: FakeHost, workers: int | None, drain: float | None = 300,
           pools: dict[str, int] | None = None, messages: list[str] | None = None,
           stage: bool = False) -> Answer:
     ctx = context(host, messages)
-    return ctx.mode.scale(ctx, Change(api_workers=workers, pools=pools or {},
+    return modes.choose(ctx.settings).scale(ctx, Change(api_workers=workers, pools=pools or {},
                                       drain_timeout=drain, stage=stage))
 
 
 def restart(host: FakeHost, drain: float | None = 300,
             messages: list[str] | None = None) -> Answer:
     ctx = context(host, messages)
-    return ctx.mode.restart(ctx, Change(drain_timeout=drain))
+    return modes.choose(ctx.settings).restart(ctx, Change(drain_timeout=drain))
 
 
 def resume(host: FakeHost, messages: list[str] | None = None) -> Answer:
     ctx = context(host, messages)
-    return ctx.mode.resume(ctx, switched=False)
+    return modes.choose(ctx.settings).resume(ctx, switched=False)
 
 
 def status(host: FakeHost) -> Answer:
     ctx = context(host)
-    return ctx.mode.status(ctx)
+    return modes.choose(ctx.settings).status(ctx)
 
 
 def record(host: FakeHost) -> dict[str, Any]:
@@ -452,11 +452,11 @@ def test_rebalance_reloads_only_when_weights_change(host: FakeHost) -> None:
     scale(host, 2)
     ctx = context(host)
     host.log.clear()
-    assert ctx.mode.rebalance(ctx).text == "2 API workers, weights even"
+    assert modes.choose(ctx.settings).rebalance(ctx).text == "2 API workers, weights even"
     assert not [e for e in host.log if e.startswith("nginx ")]
     host.running(API[0], calls=30)
     ctx = context(host)
-    assert ctx.mode.rebalance(ctx).text == "2 API workers, weights uneven"
+    assert modes.choose(ctx.settings).rebalance(ctx).text == "2 API workers, weights uneven"
     assert "nginx 8000 8001" in host.log
     assert "127.0.0.1:8001 weight=10" in upstream_text(host)
 
@@ -470,11 +470,12 @@ def test_a_third_singleton_is_one_table_entry(host: FakeHost) -> None:
                     dograh_command="python -m api.services.recorder")
 
     def ctx_with_recorder() -> Context:
-        settings = config.load(CONFIG, roles=(*ROLES, recorder), files=host.files)
-        return Context(settings, [].append, host, gather(host), modes.choose(settings))
+        settings = config.load(CONFIG, roles=(*ROLES, recorder), files=host.files,
+                               machine=host.machine)
+        return Context(settings, [].append, host, gather(host))
 
     ctx = ctx_with_recorder()
-    ctx.mode.scale(ctx, Change(api_workers=2))
+    modes.choose(ctx.settings).scale(ctx, Change(api_workers=2))
     unit = host.files.read(paths.UNIT_DIR / "dograh-call-recorder.service") or ""
     assert "Description=Dograh call recorder" in unit
     assert "ExecStart=/usr/bin/sleep infinity" in unit
@@ -482,7 +483,7 @@ def test_a_third_singleton_is_one_table_entry(host: FakeHost) -> None:
     assert "dograh-call-recorder.service" in host.active()
     host.configure("FASTAPI_WORKERS=2\nARQ_WORKERS=1\nENABLE_CALL_RECORDER=false\n")
     ctx = ctx_with_recorder()
-    ctx.mode.scale(ctx, Change(api_workers=2))
+    modes.choose(ctx.settings).scale(ctx, Change(api_workers=2))
     assert "dograh-call-recorder.service" not in host.active()
 
 
