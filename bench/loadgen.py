@@ -53,6 +53,9 @@ class Calls:
     live: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
+WORKER_PATH = "/api/v1/worker"
+
+
 class Load:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -74,11 +77,13 @@ class Load:
         conn = (http.client.HTTPSConnection(self.host, self.port, timeout=10, context=self.tls)
                 if self.tls else http.client.HTTPConnection(self.host, self.port, timeout=10))
         try:
-            conn.request("GET", "/api/v1/worker")
+            conn.request("GET", self.args.path)
             response = conn.getresponse()
             body = response.read()
             if not 200 <= response.status < 300:
                 raise RuntimeError(f"HTTP {response.status}")
+            if self.args.path != WORKER_PATH:
+                return "any"  # another app's path: which worker answered is not said
             return worker_of(json.loads(body), self.args.by_host)
         finally:
             conn.close()
@@ -226,6 +231,9 @@ def main() -> None:
     parser.add_argument("--initial-calls", type=int, default=0, help="calls opened first")
     parser.add_argument("--ping", type=float, default=1, help="seconds between messages")
     parser.add_argument("--cacert", help="CA file to trust for an https:// base")
+    parser.add_argument("--path", default=WORKER_PATH,
+                        help="what the HTTP requests ask for [%(default)s: the example "
+                             "app's, which names the worker]")
     parser.add_argument("--by-host", action="store_true",
                         help="name workers host:port (the workers of several hosts)")
     args = parser.parse_args()

@@ -27,9 +27,11 @@ from .worker import contract
 class Ceiling:
     """Calls this host can hold, by what allows them."""
 
-    nginx: int | None  # None: nginx does not run
-    open_files: int
-    memory: int
+    nginx: int | None       # None: nginx does not run, or carries no call of this host's
+    open_files: int | None  # None: no API worker runs here (an edge)
+    memory: int | None
+    # This host's nginx carries its calls (a worker host's are carried by its edges').
+    front: bool = True
 
     @property
     def calls(self) -> int:
@@ -55,7 +57,7 @@ class Ceiling:
     @property
     def short_of_memory(self) -> str | None:
         """What lifts a limit that binds before memory does; None when memory binds."""
-        if self.nginx is None:
+        if self.nginx is None and self.front:
             return "systemctl start nginx"
         if self.bound_by == "memory":
             return None
@@ -63,13 +65,22 @@ class Ceiling:
                 "(more API workers raise the open files too)")
 
     def describe(self) -> str:
-        nginx = "nginx not running" if self.nginx is None else f"nginx {self.nginx}"
-        return (f"about {self.calls} calls, bound by {self.bound_by} ({nginx}, open files "
-                f"{self.open_files}, memory {self.memory})")
+        parts = [("nginx not running" if self.front else "nginx: the edges'")
+                 if self.nginx is None else f"nginx {self.nginx}"]
+        parts += [f"{name} {value}" for name, value in (("open files", self.open_files),
+                                                        ("memory", self.memory))
+                  if value is not None]
+        return f"about {self.calls} calls, bound by {self.bound_by} ({', '.join(parts)})"
 
 
-def measure(ctx: Context, fleet: Fleet) -> Ceiling:
-    """The host's call ceiling for ``fleet``, from what its processes really got."""
+def measure_front(ctx: Context) -> Ceiling:
+    """An edge's call ceiling: what its nginx carries (the calls are the worker hosts')."""
+    return Ceiling(nginx=_nginx_calls(ctx) or 0, open_files=None, memory=None)
+
+
+def measure(ctx: Context, fleet: Fleet, front: bool = True) -> Ceiling:
+    """The host's call ceiling for ``fleet``, from what its processes really got; its own
+    nginx counts only when it is the ``front`` of this host's calls."""
     machine = ctx.host.machine
     api = ctx.settings.api.role
     states = ctx.systemd.show(fleet.of(api.name))
@@ -81,7 +92,8 @@ def measure(ctx: Context, fleet: Fleet) -> Ceiling:
     live = sum(load.calls for state in running
                if (load := contract.parse_status(state.status)) is not None)
     memory = machine.mem_available() // (ctx.settings.call_memory_kb * 1024) + live
-    return Ceiling(nginx=_nginx_calls(ctx), open_files=open_files, memory=memory)
+    return Ceiling(nginx=_nginx_calls(ctx) if front else None, open_files=open_files,
+                   memory=memory, front=front)
 
 
 def _nginx_calls(ctx: Context) -> int | None:

@@ -7,8 +7,11 @@ printed, as text or ``--json``, with its exit code.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import wraps
@@ -17,7 +20,18 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__, command_lines, config, modes, paths, releases, uninstall, values
+from . import (
+    __version__,
+    command_lines,
+    config,
+    modes,
+    paths,
+    releases,
+    services,
+    uninstall,
+    values,
+)
+from .cluster import setup
 from .config import ConfigError, Settings
 from .context import Context
 from .errors import DograhError
@@ -28,7 +42,6 @@ from .modes.mode import Answer, Change, Mode, ReleaseRequest
 from .roles import API, Kind, of_kind
 
 POOLS = {role.name: role for role in of_kind(Kind.POOL)}
-SINGLETONS = frozenset(role.name for role in of_kind(Kind.SINGLETON))
 
 
 def report(message: str) -> None:
@@ -127,11 +140,17 @@ def handed(chosen: Options) -> Context:
     return replace(ctx, settings=releases.settings_for(ctx, release))
 
 
+def exclusive(ctx: Context, mode: Mode) -> contextlib.AbstractContextManager[None]:
+    """The host's lock for a changing verb, where the mode holds it throughout."""
+    return ctx.host.lock(report, options().lock_wait) if mode.holds_lock \
+        else contextlib.nullcontext()
+
+
 def locked(command: Callable[..., Any]) -> Callable[..., Any]:
     """One changing command at a time."""
     @wraps(command)
     def wrapper(ctx: Context, mode: Mode, *args: Any, **kwargs: Any) -> Any:
-        with ctx.host.lock(report, options().lock_wait):
+        with exclusive(ctx, mode):
             return command(ctx, mode, *args, **kwargs)
     return wrapper
 
@@ -160,6 +179,13 @@ def drain_limit(settings: Settings, drain_timeout: int | None, no_drain: bool) -
     if no_drain:
         return None
     return settings.drain_timeout if drain_timeout is None else drain_timeout
+
+
+def drain_change(settings: Settings, drain_timeout: int | None, no_drain: bool
+                 ) -> dict[str, Any]:
+    """A Change's drain: the limit here, and whether the admin gave it."""
+    return {"drain_timeout": drain_limit(settings, drain_timeout, no_drain),
+            "drain_given": no_drain or drain_timeout is not None}
 
 
 def stage_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -218,16 +244,6 @@ def host_counts(pairs: tuple[str, ...]) -> dict[str, int]:
     return counts
 
 
-def singleton_list(text: str | None) -> frozenset[str] | None:
-    if text is None:
-        return None
-    names = frozenset(filter(None, text.split(",")))
-    unknown = sorted(names - SINGLETONS)
-    if unknown:
-        fail(f"--singletons: {unknown[0]} is not a singleton")
-    return names
-
-
 # Negative numbers must reach the range check, not be taken for options.
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("workers", required=False, type=click.IntRange(0, API.count_max))
@@ -237,12 +253,6 @@ def singleton_list(text: str | None) -> frozenset[str] | None:
 @click.option("--host", "per_host", multiple=True, metavar="NAME=N",
               help="On an edge: this host's API workers; the others share the rest by "
                    "their CPUs.")
-@click.option("--host-is-gone", "gone", multiple=True, metavar="NAME",
-              help="On an edge: NAME is dead for good, so a singleton it ran may start "
-                   "elsewhere (never use it for a host that may come back running).")
-@click.option("--singletons", metavar="ROLES",
-              help="On a worker host: the singletons it runs, comma-separated (its edge "
-                   "sets it).")
 @stage_option
 @json_option
 @drain_options
@@ -250,8 +260,8 @@ def singleton_list(text: str | None) -> frozenset[str] | None:
 @pass_context
 @locked
 def scale(ctx: Context, mode: Mode, workers: int | None, arq: int | None, force: bool,
-          per_host: tuple[str, ...], gone: tuple[str, ...], singletons: str | None,
-          stage: bool, as_json: bool, drain_timeout: int | None, no_drain: bool) -> None:
+          per_host: tuple[str, ...], stage: bool, as_json: bool, drain_timeout: int | None,
+          no_drain: bool) -> None:
     """Run WORKERS API workers (default: FASTAPI_WORKERS) behind nginx.
 
     New workers join nginx once READY; leaving ones leave nginx first, drain,
@@ -260,12 +270,11 @@ def scale(ctx: Context, mode: Mode, workers: int | None, arq: int | None, force:
     process moves onto them the way restart does, dropping no call, so the
     fleet never serves two definitions at once. On an edge, the workers are
     spread over the worker hosts (DOGRAH_HOSTS) by their CPUs, or as --host
-    says; on a worker host, the change waits for its edge to switch.
+    says; on a worker host, the change waits for its edges to switch.
     """
     change = Change(api_workers=workers, pools={} if arq is None else {"arq": arq}, force=force,
-                    drain_timeout=drain_limit(ctx.settings, drain_timeout, no_drain),
-                    stage=stage, per_host=host_counts(per_host), gone=frozenset(gone),
-                    singletons=singleton_list(singletons))
+                    stage=stage, per_host=host_counts(per_host),
+                    **drain_change(ctx.settings, drain_timeout, no_drain))
     emit(mode.scale(ctx, change), as_json)
 
 
@@ -290,12 +299,12 @@ def restart(ctx: Context, mode: Mode, force: bool, background: bool, stage: bool
     stays stopped: only its units are updated.
     """
     if background:
-        in_background(ctx, mode, command_lines.restart_as_asked(force, drain_timeout, no_drain),
-                      as_json)
+        in_background(ctx, mode, command_lines.restart(
+            command_lines.drain_as_asked(drain_timeout, no_drain), force), as_json)
         return
-    change = Change(force=force, drain_timeout=drain_limit(ctx.settings, drain_timeout,
-                                                           no_drain), stage=stage)
-    with ctx.host.lock(report, options().lock_wait):
+    change = Change(force=force, stage=stage,
+                    **drain_change(ctx.settings, drain_timeout, no_drain))
+    with exclusive(ctx, mode):
         answer = mode.restart(ctx, change)
     emit(answer, as_json)
 
@@ -366,8 +375,7 @@ def deploy(ctx: Context, mode: Mode, release_name: str | None, in_place: bool, f
             else ""
     except ValueError:
         fail(f"deploy: {release_name!r} is not a release name")
-    change = Change(force=force, drain_timeout=drain_limit(ctx.settings, drain_timeout,
-                                                           no_drain))
+    change = Change(force=force, **drain_change(ctx.settings, drain_timeout, no_drain))
     emit(mode.deploy(ctx, change, release_id), as_json)
 
 
@@ -382,26 +390,21 @@ def deploy(ctx: Context, mode: Mode, release_name: str | None, in_place: bool, f
 def rollback(ctx: Context, mode: Mode, force: bool, as_json: bool, drain_timeout: int | None,
              no_drain: bool) -> None:
     """Move every process back onto the release that ran before, dropping no call."""
-    change = Change(drain_timeout=drain_limit(ctx.settings, drain_timeout, no_drain),
-                    unknown_migrations=force)
+    change = Change(unknown_migrations=force,
+                    **drain_change(ctx.settings, drain_timeout, no_drain))
     emit(mode.rollback(ctx, change), as_json)
 
 
 @main.command()
 @click.option("--switched", is_flag=True,
-              help="On a worker host: its edge sends to the new workers now (what the edge "
-                   "runs), so the old ones may drain and stop.")
-@click.option("--background", is_flag=True,
-              help=f"Run as the transient unit {paths.DEPLOY_UNIT} and return at once.")
+              help="On a worker host: every edge sends to the new workers now (what its "
+                   "agent runs), so the old ones may drain and stop.")
 @json_option
 @needs_root
 @pass_context
-def resume(ctx: Context, mode: Mode, switched: bool, background: bool, as_json: bool) -> None:
+def resume(ctx: Context, mode: Mode, switched: bool, as_json: bool) -> None:
     """Finish an operation an interrupted (or staged) command left; nothing else."""
-    if background:
-        in_background(ctx, mode, command_lines.resume(switched=switched), as_json)
-        return
-    with ctx.host.lock(report, options().lock_wait):
+    with exclusive(ctx, mode):
         answer = mode.resume(ctx, switched)
     emit(answer, as_json)
 
@@ -413,9 +416,115 @@ def resume(ctx: Context, mode: Mode, switched: bool, background: bool, as_json: 
 def rebalance(ctx: Context, mode: Mode) -> None:
     """Re-weigh the nginx upstream from the workers' live calls (runs by itself after a scale).
 
-    On an edge: the upstream follows the worker hosts that answer (dograh-cluster.timer
-    runs this every 15 s)."""
+    On an edge: the upstream from the worker hosts' registrations (the agent renders it
+    whenever one changes), weighed again."""
     emit(mode.rebalance(ctx), False)
+
+
+@main.command()
+@needs_root
+@pass_context
+def agent(ctx: Context, mode: Mode) -> None:
+    """Run this host's agent in its cluster until SIGTERM (what dograh-agent.service runs):
+    its lease, its registration, its singletons, and what the edges ask of it."""
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    chosen = options()
+
+    def refresh() -> Context:
+        """The config as it is now (an edit reaches the agent without a restart)."""
+        try:
+            return handed(chosen)
+        except (ConfigError, DograhError) as exc:
+            report(f"warning: {exc}; going on with the config as it was")
+            return ctx
+    mode.agent(ctx, stop, refresh)
+
+
+@main.group("services")
+def services_group() -> None:
+    """Dograh's own services on this host, from Debian: PostgreSQL with pgvector, Redis."""
+
+
+@services_group.command("setup")
+@needs_root
+@pass_context
+def services_setup(ctx: Context, mode: Mode) -> None:
+    """Install and set up PostgreSQL 17 with pgvector and Redis here, a role and database of
+    the app's own, DATABASE_URL and REDIS_URL for the units, and Dograh's secrets."""
+    with ctx.host.lock(report, options().lock_wait):
+        click.echo(services.setup(ctx))
+
+
+@main.group("etcd")
+def etcd_group() -> None:
+    """Set up the cluster's etcd: members from Debian's etcd-server, or an existing one."""
+
+
+def host_addresses(pairs: tuple[str, ...], option: str) -> tuple[tuple[str, str], ...]:
+    try:
+        return values.host_list(" ".join(pairs))
+    except ValueError as exc:
+        fail(f"{option}: {exc}")
+
+
+@etcd_group.command("create")
+@click.option("--member", "members", multiple=True, metavar="NAME=ADDRESS",
+              help="A host that runs a member of etcd (three or five), this one among them.")
+@click.option("--edge", "edges", multiple=True, metavar="NAME",
+              help="An edge of the cluster [default: this host, if it is one].")
+@click.option("--worker", "workers", multiple=True, metavar="NAME",
+              help="A worker host of the cluster [default: those of DOGRAH_HOSTS].")
+@click.option("--existing", "existing", multiple=True, metavar="URL",
+              help="An etcd the site runs already, by its client URLs: only users are made.")
+@click.option("--ca", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --existing: the CA certificate its members present.")
+@click.option("--root-password-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --existing: a file with the password of its root user.")
+@needs_root
+@pass_context
+def etcd_create(ctx: Context, mode: Mode, members: tuple[str, ...], edges: tuple[str, ...],
+                workers: tuple[str, ...], existing: tuple[str, ...], ca: Path | None,
+                root_password_file: Path | None) -> None:
+    """Create the cluster's etcd (or its users in an existing one), and a file each other
+    host joins with (dograhctl etcd join FILE)."""
+    settings = ctx.settings
+    named_edges = edges or ((settings.host_name,) if settings.hosts else ())
+    named_workers = workers or tuple(name for name, _ in settings.hosts)
+    try:
+        names = [values.host_name(name) for name in (*named_edges, *named_workers)]
+    except ValueError as exc:
+        fail(f"--edge, --worker: {exc}")
+    if not names:
+        fail("name the cluster's hosts: --edge NAME, --worker NAME (or set DOGRAH_HOSTS)")
+    if existing:
+        if members or ca is None or root_password_file is None:
+            fail("--existing takes --ca and --root-password-file, and no --member")
+        try:
+            endpoints = values.endpoint_list(" ".join(existing))
+        except ValueError as exc:
+            fail(f"--existing: {exc}")
+        cluster = setup.Cluster(settings.cluster, (), named_edges, named_workers)
+        password = (ctx.files.read(root_password_file.absolute()) or "").strip()
+        click.echo(setup.create_users(ctx, cluster, endpoints, ca.absolute(), password))
+        return
+    found = host_addresses(members, "--member")
+    if len(found) not in (1, 3, 5, 7):
+        fail(f"--member: {len(found)} members; etcd wants an odd number: 3 or 5 (1 to try)")
+    with ctx.host.lock(report, options().lock_wait):
+        click.echo(setup.create(ctx, setup.Cluster(settings.cluster, found, named_edges,
+                                                   named_workers)))
+
+
+@etcd_group.command("join")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@needs_root
+@pass_context
+def etcd_join(ctx: Context, mode: Mode, file: Path) -> None:
+    """Join this host to the cluster FILE describes (made by dograhctl etcd create)."""
+    with ctx.host.lock(report, options().lock_wait):
+        click.echo(setup.join(ctx, file.read_bytes()))
 
 
 @main.command()

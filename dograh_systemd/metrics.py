@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from . import __version__, capacity, certificates, front, paths
+from .cluster.survey import Survey
 from .context import Context
 from .errors import DograhError
 from .record import Fleet
-from .remote import Survey
 from .status import FleetStatus, InstanceStatus
 from .upstream import Member
 
@@ -84,13 +84,14 @@ METRICS: dict[str, tuple[str, str]] = {
     "dograh_nginx_old_generation_max_age_seconds": (
         "gauge", "Age of the oldest generation of nginx workers earlier reloads left."),
     "dograh_host_up": (
-        "gauge", "1 while the worker host answers the edge in shape and is sent to, else 0."),
+        "gauge", "1 while the worker host is registered in shape and the edge sends to it, "
+                 "else 0."),
     "dograh_host_unhealthy": (
-        "gauge", "1 while the worker host answers the edge out of shape, else 0."),
+        "gauge", "1 while the worker host registers out of shape, else 0."),
     "dograh_host_upstream_members": (
         "gauge", "The worker host's API workers in the edge's nginx upstream."),
     "dograh_host_live_calls": (
-        "gauge", "Live calls the worker host's API workers hold, as it told the edge."),
+        "gauge", "Live calls the worker host's API workers hold, as it registered."),
     "dograh_host_mismatches": (
         "gauge", "Differences the worker host names in its own status."),
 }
@@ -145,24 +146,29 @@ def for_fleet(ctx: Context, found: FleetStatus) -> Exposition:
     return out
 
 
-def for_edge(ctx: Context, upstream: tuple[Member, ...], survey: Survey) -> Exposition:
-    """An edge: each worker host as it answered (each also writes its own), the
-    upstream, and the edge's own deploy."""
+def for_edge(ctx: Context, upstream: tuple[Member, ...], survey: Survey | None,
+             ceiling: capacity.Ceiling) -> Exposition:
+    """An edge: each worker host as it registered (each also writes its own), the
+    upstream, the call ceiling of the nginx that carries every call, and the edge's own
+    deploy. ``survey``: None while etcd does not answer (then no host is told about)."""
     out = Exposition()
     out.add("dograh_build_info", 1, version=__version__, release="")
     out.add("dograh_upstream_members", len(upstream))
-    for host, report in survey.reports.items():
-        out.add("dograh_host_up", 1, host=host.name)
+    for host, report in (survey.reports.items() if survey else ()):
+        members = sum(1 for member in upstream if member.address == host.address)
+        # Up: registered in shape, and sent to.
+        out.add("dograh_host_up", int(members > 0), host=host.name)
         out.add("dograh_host_unhealthy", 0, host=host.name)
         out.add("dograh_host_live_calls", sum(member.calls for member in report.members),
                 host=host.name)
         out.add("dograh_host_mismatches", len(report.mismatches), host=host.name)
-    for host, trouble in survey.trouble.items():
+    for host, trouble in (survey.trouble.items() if survey else ()):
         out.add("dograh_host_up", 0, host=host.name)
         out.add("dograh_host_unhealthy", int(trouble.answers), host=host.name)
-    for host in [*survey.reports, *survey.trouble]:
+    for host in [*survey.reports, *survey.trouble] if survey else ():
         out.add("dograh_host_upstream_members",
                 sum(1 for member in upstream if member.address == host.address), host=host.name)
+    _ceiling_of(out, ceiling)
     _last_deploy(out, ctx)
     return out
 
@@ -198,8 +204,11 @@ def _instance(out: Exposition, role: str, item: InstanceStatus, api_worker: bool
 
 
 def _ceiling(out: Exposition, found: Mapping[str, object]) -> None:
-    limits = {key: found[key] for key in ("nginx", "open_files", "memory")}
-    ceiling = capacity.Ceiling(**limits)  # type: ignore[arg-type]
+    limits = {key: found[key] for key in ("nginx", "open_files", "memory", "front")}
+    _ceiling_of(out, capacity.Ceiling(**limits))  # type: ignore[arg-type]
+
+
+def _ceiling_of(out: Exposition, ceiling: capacity.Ceiling) -> None:
     out.add("dograh_call_ceiling", ceiling.calls)
     for name, value in ceiling.limits.items():
         out.add("dograh_call_limit", value, limit=name)

@@ -39,6 +39,9 @@ class Steps:
     switch: Callable[[Context, Operation, bool], bool]
     # The host's own units, enabled and started with the fleet (a firewall, a timer).
     host_units: tuple[str, ...]
+    # Roles whose units another part of the host starts and stops (a cluster's
+    # singletons, its agent's): never stopped as leaving.
+    held: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -85,11 +88,11 @@ def carry_out(ctx: Context, steps: Steps, op: Operation, stage: bool = False,
     cut = drain.Cut()
     if op.phase is Phase.DRAIN:
         if op.drain_timeout is not None and op.drain_deadline is not None:
-            cut = drain.until_idle(ctx, _leaving(ctx, op, Kind.API), op.drain_deadline,
-                                   op.drain_timeout)
+            cut = drain.until_idle(ctx, _leaving(ctx, op, steps.held, Kind.API),
+                                   op.drain_deadline, op.drain_timeout)
         op = _advance(ctx, op, Phase.STOP)
     if op.phase is Phase.STOP:
-        _stop(ctx, op)
+        _stop(ctx, op, steps.held)
         op = _advance(ctx, op, Phase.ROLL)
     if op.phase is Phase.ROLL:
         _roll(ctx, op)
@@ -138,8 +141,8 @@ def describe(fleet: Fleet) -> str:
                                for m in sorted(fleet.upstream, key=lambda m: m.port))
 
 
-def _stop(ctx: Context, op: Operation) -> None:
-    leaving = _leaving(ctx, op)
+def _stop(ctx: Context, op: Operation, held: frozenset[str]) -> None:
+    leaving = _leaving(ctx, op, held)
     ctx.systemd.stop(leaving)
     ctx.systemd.disable(leaving)
     ctx.systemd.reset_failed(leaving)
@@ -166,12 +169,13 @@ def _roll(ctx: Context, op: Operation) -> None:
                 ctx.systemd.restart(unit)
 
 
-def _leaving(ctx: Context, op: Operation, kind: Kind | None = None) -> list[str]:
+def _leaving(ctx: Context, op: Operation, held: frozenset[str], kind: Kind | None = None
+             ) -> list[str]:
     """Units of the fleet's roles that systemd knows (loaded, running or enabled) or that
     were in the previous fleet, and that the target does not keep (of one kind, if
     given). Instances with names dograhctl never gives are left alone: the admin
-    made them."""
-    roles = tuple(r.role for r in ctx.settings.roles.values())
+    made them, and so are the units of ``held`` roles."""
+    roles = tuple(r.role for name, r in ctx.settings.roles.items() if name not in held)
     seen = set(op.previous.all_units()) | set(units.on_host(ctx.host, roles))
     candidates = [unit for unit in sorted(seen - set(op.target.all_units()))
                   if (role := role_of(unit, roles)) and role.names(unit)

@@ -35,12 +35,19 @@ RELEASES_LOCK = RUN_DIR / "releases.lock"
 # Releases of the app: one directory each, and a description beside it; git's
 # config for the user that fetches them.
 RELEASES_DIR = STATE_DIR / "releases"
+# The venvs releases share: one for each set of requirements, built once.
+LAYERS_DIR = STATE_DIR / "layers"
 BUILD_GITCONFIG = STATE_DIR / "build.gitconfig"
 
 # A Dograh checkout's DOGRAH_DEVOPS_SECRET, when dograhctl made it: not a
 # conffile (a maintainer script must not edit those), read after every other
 # env file, and removed once another file sets a real one.
 SECRETS = Path("/etc/dograh/secrets.env")
+# The services dograhctl set up on this host for the app (its database, Redis): read
+# before every other env file, so the config's own keys win; and what it made, which
+# the package's purge drops.
+SERVICES = Path("/etc/dograh/services.env")
+SERVICES_STATE = STATE_DIR / "services.state"
 
 UNIT_DIR = Path("/etc/systemd/system")
 TARGET = "dograh.target"
@@ -52,11 +59,18 @@ REBALANCE_UNIT = "dograh-rebalance"
 FIREWALL_UNIT = "dograh-firewall.service"
 FIREWALL_RULES = Path("/etc/dograh/firewall.nft")
 NFTABLES_DROP_IN = Path("/etc/systemd/system/nftables.service.d/dograh-firewall.conf")
-# The edge looks at its worker hosts on a timer: a host that stopped
-# answering leaves the upstream, one that is back joins it again.
-CLUSTER_UNIT = "dograh-cluster.service"
-CLUSTER_TIMER = "dograh-cluster.timer"
-CLUSTER_KNOWN_HOSTS = Path("/etc/dograh/cluster_known_hosts")
+# Several hosts: every host of a cluster runs its agent, which keeps its lease in
+# etcd; a worker host's agent carries out what the edges ask through dograhctl
+# commands it runs as a transient unit, remembers what it carried out, and gives
+# each singleton it holds its fencing token in an env file the unit reads.
+AGENT_UNIT = "dograh-agent.service"
+CONVERGE_UNIT = "dograh-converge.service"
+AGENT_STATE = STATE_DIR / "agent.json"
+LEADER_DIR = RUN_DIR / "leaders"
+# etcd: its CA, this host's password (root's alone), and for the members the package
+# sets up, their certificates and the files each joining host is given.
+ETCD_DIR = Path("/etc/dograh/etcd")
+ETCD_DEFAULTS = Path("/etc/default/etcd")
 # Every host writes its metrics for Prometheus' node exporter, whose textfile
 # collector reads *.prom files from this directory (when it is installed).
 METRICS_UNIT = "dograh-metrics.service"
@@ -65,8 +79,8 @@ TEXTFILE_DIR = Path("/var/lib/prometheus/node-exporter")
 METRICS_FILE = TEXTFILE_DIR / "dograh.prom"
 # Units of a host rather than of a role; each mode runs its own of them. The
 # services a timer runs are not started themselves.
-HOST_UNITS = (FIREWALL_UNIT, CLUSTER_UNIT, CLUSTER_TIMER, METRICS_UNIT, METRICS_TIMER)
-TIMED = (CLUSTER_UNIT, METRICS_UNIT)
+HOST_UNITS = (FIREWALL_UNIT, AGENT_UNIT, METRICS_UNIT, METRICS_TIMER)
+TIMED = (METRICS_UNIT,)
 # The transient service a deploy runs in when it must not hold its caller
 # (the package's upgrade: dpkg must not wait for a drain).
 DEPLOY_UNIT = "dograh-deploy.service"

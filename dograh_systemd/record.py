@@ -130,11 +130,11 @@ class Store:
 
 # -- the file's shape ------------------------------------------------------------
 
-UnitName = schema.constr(strict=True, regex=r"^dograh-[a-z0-9-]{1,60}(@[0-9]{1,5})?\.service$")
+UnitName = schema.constr(strict=True, regex=r"^dograh-[a-z0-9-]{1,60}(@[0-9]{1,5})?\.service\Z")
 UnitFileName = schema.constr(strict=True,
-                             regex=r"^dograh(-[a-z0-9-]{1,60}@?)?\.(service|target|timer)$")
-RoleName = schema.constr(strict=True, regex=r"^[a-z][a-z0-9-]{0,60}$")
-ReleaseName = schema.constr(strict=True, regex=r"^([0-9A-Za-z][0-9A-Za-z._+-]{0,80})?$")
+                             regex=r"^dograh(-[a-z0-9-]{1,60}@?)?\.(service|target|timer)\Z")
+RoleName = schema.constr(strict=True, regex=r"^[a-z][a-z0-9-]{0,60}\Z")
+ReleaseName = schema.constr(strict=True, regex=r"^([0-9A-Za-z][0-9A-Za-z._+-]{0,80})?\Z")
 Text = schema.constr(strict=True, max_length=1 << 20)
 Seconds = schema.confloat(allow_inf_nan=False, ge=0)
 NginxFile = Literal[tuple(str(p) for p in (paths.NGINX_SITE, paths.NGINX_UPSTREAM,  # type: ignore[valid-type]
@@ -154,14 +154,14 @@ class _Member(schema.Strict):
 class _Fleet(schema.Strict):
     units: dict[RoleName, schema.conlist(UnitName, max_items=256)]  # type: ignore[valid-type]
     upstream: schema.conlist(_Member, max_items=256)  # type: ignore[valid-type]
-    definitions: dict[RoleName, schema.constr(strict=True, regex=r"^[0-9a-f]{16}$")]  # type: ignore[valid-type]
+    definitions: dict[RoleName, schema.constr(strict=True, regex=r"^[0-9a-f]{16}\Z")]  # type: ignore[valid-type]
     base_port: schema.conint(strict=True, ge=0, le=65535) = 0  # type: ignore[valid-type]
     release: ReleaseName = ""  # type: ignore[valid-type]
     previous_release: ReleaseName = ""  # type: ignore[valid-type]
 
 
 class _Operation(schema.Strict):
-    verb: schema.constr(strict=True, regex=r"^[a-z]{1,20}$")  # type: ignore[valid-type]
+    verb: schema.constr(strict=True, regex=r"^[a-z]{1,20}\Z")  # type: ignore[valid-type]
     started: Seconds  # type: ignore[valid-type]
     phase: Literal[tuple(phase.value for phase in Phase)]  # type: ignore[valid-type]
     target: _Fleet

@@ -21,12 +21,15 @@ runs from.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import re
 import shlex
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import config, paths, probe, schema, templates
+from . import config, paths, probe, schema, templates, values
 from .config import Deployed, Settings
 from .context import Context
 from .errors import DograhError
@@ -42,6 +45,14 @@ CHECK_TIMEOUT = 300
 MIGRATIONS = {"dograh": "api/alembic/versions", "app": ""}
 LIMIT = 1 << 20
 STATES = ("building", "ready", "failed")
+# The layout's own build, and what a warning of it starts with.
+BUILD = ["/usr/bin/python3", "-m", "dograh_systemd.build"]
+WARNING = "build: warning: "
+# A change to how a layout builds its venv makes new layers.
+LAYER_RECIPE = "1"
+READY = ".ready"
+# The longest why a description keeps.
+WHY_LIMIT = 2000
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,8 @@ class Release:
     why: str = ""     # what failed
     migrations: tuple[str, ...] = ()
     size: int = 0
+    # What its build said it did without (offline: NLTK's data, Node, ...).
+    notes: tuple[str, ...] = ()
 
     @property
     def directory(self) -> Path:
@@ -71,16 +84,18 @@ class _Shape(schema.Strict):
     id: ReleaseName  # type: ignore[valid-type]
     source: schema.constr(strict=True, max_length=1000)  # type: ignore[valid-type]
     ref: schema.constr(strict=True, max_length=200)  # type: ignore[valid-type]
-    commit: schema.constr(strict=True, regex=r"^[0-9a-f]{0,64}$")  # type: ignore[valid-type]
+    commit: schema.constr(strict=True, regex=r"^[0-9a-f]{0,64}\Z")  # type: ignore[valid-type]
     version: schema.constr(strict=True, max_length=200)  # type: ignore[valid-type]
-    layout: schema.constr(strict=True, regex=r"^(dograh|app)$")  # type: ignore[valid-type]
-    app: schema.constr(strict=True, regex=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")  # type: ignore[valid-type]
+    layout: schema.constr(strict=True, regex=r"^(dograh|app)\Z")  # type: ignore[valid-type]
+    app: schema.constr(strict=True, regex=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")  # type: ignore[valid-type]
     built: schema.confloat(allow_inf_nan=False, ge=0)  # type: ignore[valid-type]
-    state: schema.constr(strict=True, regex=r"^(building|ready|failed)$")  # type: ignore[valid-type]
-    why: schema.constr(strict=True, max_length=2000)  # type: ignore[valid-type]
+    state: schema.constr(strict=True, regex=r"^(building|ready|failed)\Z")  # type: ignore[valid-type]
+    why: schema.constr(strict=True, max_length=WHY_LIMIT)  # type: ignore[valid-type]
     migrations: schema.conlist(schema.constr(strict=True, max_length=300),  # type: ignore[valid-type]
                                max_items=10_000)
     size: schema.conint(strict=True, ge=0)  # type: ignore[valid-type]
+    notes: schema.conlist(schema.constr(strict=True, max_length=500),  # type: ignore[valid-type]
+                          max_items=10) = []  # noqa: RUF012
 
 
 def described(ctx: Context, release_id: str) -> Release:
@@ -92,14 +107,58 @@ def described(ctx: Context, release_id: str) -> Release:
         data = schema.load(_Shape, text, LIMIT)
     except schema.OutOfShape as exc:
         raise DograhError(f"{_metadata(release_id)} is damaged ({exc})") from None
-    return Release(**{**data.dict(), "migrations": tuple(data.migrations)})
+    return Release(**{**data.dict(), "migrations": tuple(data.migrations),
+                      "notes": tuple(data.notes)})
 
 
 def listing(ctx: Context) -> list[Release]:
-    """Every release on this host, oldest first."""
-    names = [p.name.removesuffix(".json") for p in ctx.files.listing(paths.RELEASES_DIR)
-             if p.name.endswith(".json")]
-    return sorted((described(ctx, name) for name in names), key=lambda r: (r.built, r.id))
+    """Every release on this host whose description reads, oldest first (a damaged one
+    is named by ``damaged``, and spoils no other)."""
+    found = []
+    for name in _names(ctx):
+        try:
+            found.append(described(ctx, name))
+        except DograhError:
+            continue
+    return sorted(found, key=lambda r: (r.built, r.id))
+
+
+def damaged(ctx: Context) -> dict[str, str]:
+    """The releases whose description does not read, and why."""
+    found = {}
+    for name in _names(ctx):
+        try:
+            described(ctx, name)
+        except DograhError as exc:
+            found[name] = str(exc)
+    return found
+
+
+def _names(ctx: Context) -> list[str]:
+    return [p.name.removesuffix(".json") for p in ctx.files.listing(paths.RELEASES_DIR)
+            if p.name.endswith(".json")]
+
+
+def resolve(ctx: Context, source: str, ref: str) -> str:
+    """The commit ``ref`` names in ``source`` now, so that every host builds the same one
+    (a branch moves between fetches); "" for a plain directory, which has none."""
+    if source.startswith("/") and not ctx.files.exists(Path(source) / ".git") \
+            and not ctx.files.exists(Path(source) / "HEAD") and ctx.files.is_dir(Path(source)):
+        return ""
+    if re.fullmatch(r"[0-9a-f]{40}", ref):
+        return ref
+    result = ctx.host.run(["git", "-c", "protocol.file.allow=always", "-c", "safe.directory=*",
+                           "ls-remote", "--", source, ref or "HEAD"], timeout=120)
+    if result.returncode != 0:
+        raise DograhError(f"git ls-remote {source} failed: {result.last_line}")
+    refs = dict(reversed(line.split("\t", 1)) for line in result.stdout.splitlines()
+                if "\t" in line)
+    for name in ("HEAD",) if not ref else (f"refs/heads/{ref}", f"refs/tags/{ref}^{{}}",
+                                            f"refs/tags/{ref}", ref):
+        if name in refs:
+            return refs[name]
+    raise DograhError(f"{ref} is neither a branch nor a tag of {source} (a commit takes all "
+                      "40 of its hex digits)")
 
 
 def newest_ready(ctx: Context) -> Release:
@@ -130,17 +189,17 @@ def make(ctx: Context, source: str, ref: str, layout: str, app: str, release_id:
     files.hand_over(release.directory, BUILD_USER)
     try:
         ctx.report(f"fetching {source}" + (f" at {ref}" if ref else ""))
-        fetched = _as_builder(ctx, release.directory, _fetch(source, ref), "fetching")
+        fetched = _as_builder(ctx, release, _fetch(source, ref), "fetching")
         commit, _, version = (fetched.strip().splitlines() or [""])[-1].partition(" ")
         release = replace(release, commit=commit, version=version)
         ctx.report(f"building {release_id} ({version}, {layout} layout)")
-        _as_builder(ctx, release.directory, build_command(ctx.settings, layout), "the build")
+        release = replace(release, notes=_build(ctx, release))
         files.seal(release.directory)
         ctx.report(f"checking {release_id} as the service user")
         _check(ctx, release)
     except DograhError as failure:
         files.seal(release.directory)
-        release = replace(release, state="failed", why=str(failure))
+        release = replace(release, state="failed", why=_bounded(str(failure)))
         _save(ctx, replace(release, size=files.size(release.directory)))
         raise DograhError(f"release {release_id} failed, nothing running changed: "
                           f"{failure}") from None
@@ -153,6 +212,93 @@ def make(ctx: Context, source: str, ref: str, layout: str, app: str, release_id:
     return release
 
 
+def _build(ctx: Context, release: Release) -> tuple[str, ...]:
+    """The build: the admin's command, or the layout's own (its venv a shared layer when
+    one with the same requirements is there, else made and shared from now on); the
+    warnings it gave."""
+    settings = ctx.settings
+    if settings.build_command:
+        _as_builder(ctx, release, ["/bin/sh", "-c", shlex.join(settings.build_command)],
+                    "the build")
+        return ()
+    if release.layout == "dograh":
+        _python_is_dograhs(ctx, release)
+    said = _venv(ctx, release)
+    said += _as_builder(ctx, release, [*BUILD, "tree", release.layout], "the build")
+    return tuple(line.removeprefix(WARNING)[:500] for line in said.splitlines()
+                 if line.startswith(WARNING))[:10]
+
+
+def _venv(ctx: Context, release: Release) -> str:
+    """The release's venv: a link to the layer its requirements share, built first when
+    there is none; what the venv's build said."""
+    key = _layer_key(ctx, release)
+    if key is None:  # nothing to share it by: a venv of its own
+        return _as_builder(ctx, release, [*BUILD, "venv", release.layout, "venv"],
+                           "building the venv")
+    layer = paths.LAYERS_DIR / key
+    said = ""
+    if not ctx.files.exists(layer / READY):
+        ctx.files.remove_tree(layer)  # one an interrupted build left
+        ctx.files.make_directory(paths.LAYERS_DIR)
+        ctx.files.hand_over(layer, BUILD_USER)
+        ctx.report(f"building the venv layer {key} (the next release with these "
+                   "requirements shares it)")
+        said = _as_builder(ctx, release, [*BUILD, "venv", release.layout, str(layer / "venv")],
+                           "building the venv", writable=(layer,))
+        # What another layer holds already is one file on disk for both.
+        ctx.host.run(["hardlink", "--content", "--keep-oldest", "--quiet",
+                      str(ctx.files.path(paths.LAYERS_DIR))], timeout=BUILD_TIMEOUT)
+        ctx.files.seal(layer)
+        ctx.files.write_atomic(layer / READY, f"{release.id}\n")
+    else:
+        ctx.report(f"the venv is layer {key}, made for an earlier release")
+    ctx.files.link(release.directory / "venv", layer / "venv")
+    return said
+
+
+def _layer_key(ctx: Context, release: Release) -> str | None:
+    """What a venv is made of, as a name: the layout's build, the Python, the requirements
+    (and Dograh's pipecat commit). None where the venv holds the app itself."""
+    files, directory = ctx.files, release.directory
+    requirements = {"dograh": "api/requirements.txt", "app": "requirements.txt"}[release.layout]
+    text = files.read(directory / requirements)
+    if text is None:
+        return None
+    python = ctx.host.run([str(ctx.settings.build_python), "--version"]).stdout.strip()
+    parts = [LAYER_RECIPE, release.layout, python, text]
+    if release.layout == "dograh":
+        parts.append(ctx.host.run(["git", "-c", "safe.directory=*", "-C",
+                                   str(files.path(directory / "pipecat")), "rev-parse", "HEAD"]
+                                  ).stdout.strip())
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def _python_is_dograhs(ctx: Context, release: Release) -> None:
+    """Dograh's layout on a Python older (or newer) than it asks for is refused before
+    anything is built."""
+    text = ctx.files.read(release.directory / "api/pyproject.toml") or ""
+    try:
+        project = tomllib.loads(text).get("project", {})
+    except tomllib.TOMLDecodeError:
+        return
+    wanted = project.get("requires-python", "")
+    python = ctx.settings.build_python
+    found = ctx.host.run([str(python), "-c", "import sys; print('%d.%d.%d' % "
+                          "sys.version_info[:3])"]).stdout.strip()
+    if not found:
+        raise DograhError(f"DOGRAH_BUILD_PYTHON={python} does not run")
+    if wanted and not values.version_in(found, wanted):
+        raise DograhError(f"Dograh {project.get('version', '')} needs Python {wanted}, and "
+                          f"DOGRAH_BUILD_PYTHON={python} is {found}: set DOGRAH_BUILD_PYTHON "
+                          "to a Python that fits (Debian 13's python3 is 3.13)")
+
+
+def _bounded(why: str) -> str:
+    """What failed, within what a description keeps (its log keeps it whole)."""
+    return why if len(why) <= WHY_LIMIT else why[:WHY_LIMIT - 1] + "…"
+
+
 def app_of(settings: Settings, layout: str, asked: str | None) -> str:
     """The app a release serves: as asked, else Dograh's for its layout, else DOGRAH_APP."""
     if asked:
@@ -163,13 +309,6 @@ def app_of(settings: Settings, layout: str, asked: str | None) -> str:
         raise DograhError("a release of the app layout needs its app: --app module:attribute, "
                           "or DOGRAH_APP")
     return settings.app
-
-
-def build_command(settings: Settings, layout: str) -> list[str]:
-    """The admin's DOGRAH_BUILD_COMMAND, else the layout's own build."""
-    if settings.build_command:
-        return ["/bin/sh", "-c", shlex.join(settings.build_command)]
-    return ["/usr/bin/python3", "-m", "dograh_systemd.build", layout]
 
 
 def settings_for(ctx: Context, release: Release | None) -> Settings:
@@ -212,7 +351,18 @@ def prune(ctx: Context, keep: int, protect: set[str]) -> list[str]:
         ctx.files.unlink(_metadata(release.id))
         ctx.files.unlink(_log(release.id))
         removed.append(release.id)
+    _prune_layers(ctx)
     return removed
+
+
+def _prune_layers(ctx: Context) -> None:
+    """Layers no release's venv is any more, and those an interrupted build left."""
+    used = {target.parent.name for name in _names(ctx)
+            if (target := ctx.files.link_target(paths.RELEASES_DIR / name / "venv"))}
+    building = {release.id for release in listing(ctx) if release.state == "building"}
+    for layer in ctx.files.listing(paths.LAYERS_DIR):
+        if layer.name not in used and not building:
+            ctx.files.remove_tree(layer)
 
 
 def unknown_migrations(newer: Release, older: Release) -> list[str]:
@@ -237,23 +387,29 @@ def _fetch(source: str, ref: str) -> list[str]:
     if not source.startswith("/"):
         return ["/bin/sh", "-ec", clone]
     copy = f'cp -a --no-preserve=ownership {quoted}/. .\necho " $(basename {quoted})"\n'
-    return ["/bin/sh", "-ec", f"if [ -e {quoted}/.git ]; then\n{clone}else\n{copy}fi"]
+    # A repository (its .git, or a bare one), or a git bundle file, is cloned.
+    return ["/bin/sh", "-ec", f"if [ -e {quoted}/.git ] || [ -e {quoted}/HEAD ] || "
+            f"[ -f {quoted} ]; then\n{clone}else\n{copy}fi"]
 
 
-def _as_builder(ctx: Context, directory: Path, argv: Sequence[str], what: str) -> str:
-    """``argv`` as the build user in ``directory``, which is all it may write; its output."""
+def _as_builder(ctx: Context, release: Release, argv: Sequence[str], what: str,
+                writable: Sequence[Path] = ()) -> str:
+    """``argv`` as the build user in ``release``'s directory, which (with ``writable``) is
+    all it may write; its output."""
+    directory = release.directory
     result = ctx.host.run([
         "systemd-run", "--quiet", "--pipe", "--wait", "--collect", "--service-type=exec",
         f"--property=User={BUILD_USER}", f"--property=Group={BUILD_USER}",
         f"--property=WorkingDirectory={directory}", "--property=ProtectSystem=strict",
-        f"--property=ReadWritePaths={directory}", "--property=ProtectHome=yes",
+        f"--property=ReadWritePaths={' '.join(map(str, (directory, *writable)))}",
+        "--property=ProtectHome=yes",
         "--property=PrivateTmp=yes", "--property=NoNewPrivileges=yes",
         f"--property=CacheDirectory={BUILD_USER}",
         f"--property=Environment=HOME=/var/cache/{BUILD_USER} "
         f"GIT_CONFIG_GLOBAL={paths.BUILD_GITCONFIG} "
         f"DOGRAH_BUILD_PYTHON={ctx.settings.build_python}",
         f"--property=RuntimeMaxSec={BUILD_TIMEOUT}", "--", *argv], timeout=BUILD_TIMEOUT + 60)
-    _keep_output(ctx, directory, argv, result)
+    _keep_output(ctx, release, argv, result)
     if result.returncode != 0:
         raise DograhError(f"{what} failed: {result.last_line}")
     return result.stdout
@@ -269,22 +425,24 @@ def _check(ctx: Context, release: Release) -> None:
             f"functools.reduce(getattr, {attribute!r}.split('.'), "
             f"importlib.import_module({module!r}))")
     result = probe.run(checking, [str(settings.python), "-c", code], timeout=CHECK_TIMEOUT)
-    _keep_output(ctx, release.directory, ["check"], result)
+    _keep_output(ctx, release, ["check"], result)
     if result.returncode != 0:
         raise DograhError(f"the check failed: {settings.app} does not import: "
                           f"{result.last_line}")
 
 
-def _keep_output(ctx: Context, directory: Path, argv: Sequence[str], result: Completed) -> None:
+def _keep_output(ctx: Context, release: Release, argv: Sequence[str], result: Completed
+                 ) -> None:
     """What a step printed, kept beside the release (root's) for the admin."""
-    log = _log(directory.name)
+    log = _log(release.id)
     before = ctx.files.read(log) or ""
     ctx.files.write_atomic(log, before + f"$ {shlex.join(argv)}\n{result.stdout}"
                            f"{result.stderr}(exit {result.returncode})\n", mode=0o600)
 
 
 def _save(ctx: Context, release: Release) -> None:
-    data = {**release.__dict__, "migrations": list(release.migrations)}
+    data = {**release.__dict__, "migrations": list(release.migrations),
+            "notes": list(release.notes)}
     ctx.files.write_atomic(_metadata(release.id), schema.dumps(data))
 
 

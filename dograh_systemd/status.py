@@ -5,7 +5,7 @@ interrupted command left is named, with the command that finishes it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from . import capacity, nginx, paths, units
@@ -68,10 +68,13 @@ class FleetStatus:
 
 
 def collect(ctx: Context, record: Record, rendered: Mapping[str, str], waiting: str,
-            more: Iterable[str] = ()) -> FleetStatus:
+            more: Iterable[str] = (), held: Collection[str] = (), front: bool = True
+            ) -> FleetStatus:
     """``record`` against systemd, and against the unit files the config ``rendered``;
     ``waiting`` names what a staged operation waits for, ``more`` are the mode's own
-    mismatches."""
+    mismatches; the units of ``held`` roles are listed, never a mismatch (another part
+    of the host runs them: a cluster's agent); this host's nginx carries its calls when
+    it is their ``front``."""
     settings, systemd = ctx.settings, ctx.systemd
     fleet = record.fleet
     roles = tuple(r.role for r in settings.roles.values())
@@ -116,7 +119,7 @@ def collect(ctx: Context, record: Record, rendered: Mapping[str, str], waiting: 
         role = role_settings.role
         mine = sorted((u for u in states if role.owns(u)), key=_order)
         listing[name] = [instance(u) for u in mine]
-        for item in listing[name]:
+        for item in listing[name] if name not in held else ():
             if item.unit in known[name] and item.unit not in keep[name]:
                 continue  # coming or going with the operation
             if item.unit in keep[name]:
@@ -137,7 +140,7 @@ def collect(ctx: Context, record: Record, rendered: Mapping[str, str], waiting: 
         release=fleet.release, previous_release=fleet.previous_release,
         operation=f"{record.operation.verb} ({record.operation.phase.value})"
         if record.operation else None,
-        deploy=deploy, capacity=_capacity(ctx, fleet), mismatches=mismatches,
+        deploy=deploy, capacity=_capacity(ctx, fleet, front), mismatches=mismatches,
         pending=_pending(ctx, record, rendered),
         nginx_generations=[asdict(g) for g in nginx.old_generations(ctx.host)])
 
@@ -180,11 +183,12 @@ def generations_text(settings: Settings, generations: list[dict[str, float]]) ->
     return [nginx.Generation(**g).describe(timeout) for g in generations]  # type: ignore[arg-type]
 
 
-def _capacity(ctx: Context, fleet: Fleet) -> dict[str, object]:
-    ceiling = capacity.measure(ctx, fleet)
+def _capacity(ctx: Context, fleet: Fleet, front: bool) -> dict[str, object]:
+    ceiling = capacity.measure(ctx, fleet, front)
     return {"calls": ceiling.calls, "bound_by": ceiling.bound_by, "nginx": ceiling.nginx,
             "open_files": ceiling.open_files, "memory": ceiling.memory,
-            "text": ceiling.describe(), "short_of_memory": ceiling.short_of_memory}
+            "front": front, "text": ceiling.describe(),
+            "short_of_memory": ceiling.short_of_memory}
 
 
 def _deploy(ctx: Context) -> str | None:

@@ -94,9 +94,15 @@ class Standing:
 
     # Units of this host rather than of a role (a firewall, a timer).
     host_units: tuple[str, ...] = ()
-    # The unit that must let the edge alone in before a worker serves (a worker host's
+    # The unit that must let the edges alone in before a worker serves (a worker host's
     # firewall), or none.
     firewall: str = ""
+    # The unit that starts the singletons, which they are bound to (a cluster's agent,
+    # which holds their leases), or none: they run with the fleet.
+    holder: str = ""
+    # Seconds a cluster's agent may go without a ping before systemd ends it (it holds
+    # leases: shorter than they last).
+    agent_watchdog: int = 0
     # Where a singleton that serves a route listens for nginx, and the address nginx
     # connects to the workers from (the one whose forwarded headers they trust; empty:
     # the address it dials them on, an nginx of this host).
@@ -110,7 +116,9 @@ def _context(settings: Settings, facts: Facts, standing: Standing = Standing()
                       if r.role.kind is Kind.MIGRATION and r.count), None)
     return {
         "config_path": settings.config_path,
-        "env_files": settings.unit_env_files[1:],
+        "env_files": settings.unit_env_files,
+        # Files dograhctl makes when they are needed: none is no error.
+        "optional_env_files": (paths.SERVICES, paths.SECRETS),
         "app": settings.app,
         "app_dir": settings.app_dir,
         "paths_in_home": settings.paths_in_home,
@@ -119,19 +127,27 @@ def _context(settings: Settings, facts: Facts, standing: Standing = Standing()
         "trusted_proxy": standing.trusted_proxy or dial_address(settings.host),
         "firewall": standing.firewall,
         "firewall_rules": paths.FIREWALL_RULES,
+        "holder": standing.holder,
+        "leader_dir": paths.LEADER_DIR,
+        "run_dir": paths.RUN_DIR,
+        "state_dir": paths.STATE_DIR,
+        "agent_command": command_lines.installed(settings.config_path, command_lines.agent()),
+        "agent_watchdog": standing.agent_watchdog,
+        "cluster": settings.cluster,
         "route_host": standing.route_host,
         "textfile_dir": paths.TEXTFILE_DIR,
         # What the host's timers run: dograhctl, from the one place its lines are built.
         "metrics_command": command_lines.installed(
             settings.config_path, command_lines.metrics(paths.METRICS_FILE)),
-        "cluster_command": command_lines.installed(
-            settings.config_path, command_lines.rebalance(lock_wait=0)),
-        "edge": settings.edge,
+
+        "edges": settings.edges,
+        "edge_families": {family: addresses for family, addresses in (
+            ("ip", [a for a in settings.edges if ":" not in a]),
+            ("ip6", [a for a in settings.edges if ":" in a])) if addresses},
         "calls_path": settings.calls_path,
         "calls_header": settings.calls_header,
         "tools_path": settings.tools_path,
         "runtime_path": paths.RUNTIME_PATH,
-        "secrets_path": paths.SECRETS,
         "migration_unit": migration.role.unit_file if migration else "",
         "contract": contract,
         "facts": facts,
@@ -188,6 +204,14 @@ def probe_properties(settings: Settings, facts: Facts = ASSUMED) -> list[str]:
     env = _environment(paths.UNIT_TEMPLATES)
     text = env.get_template("probe.properties.j2").render(_context(settings, facts))
     return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def render_etcd_defaults(settings: Settings, member: dict[str, object]) -> str:
+    """/etc/default/etcd for one member of the cluster's etcd."""
+    env = _environment(paths.UNIT_TEMPLATES)
+    name = "etcd.default.j2"
+    return env.get_template(name).render(
+        member, header=_header(paths.UNIT_TEMPLATES / name, settings))
 
 
 def render_build_gitconfig(settings: Settings) -> dict[Path, str]:

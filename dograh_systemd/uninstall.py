@@ -18,8 +18,9 @@ def uninstall(host: Host, report: Report, roles: tuple[Role, ...] = ROLES) -> No
     """Stop and disable every Dograh unit, remove what dograhctl generated; nginx keeps running."""
     systemd, files = host.systemd, host.files
     ours = units.on_host(host, roles, host_units=True)
-    # A deploy still at work would start what is being removed.
+    # A deploy, or a change a cluster's agent runs, would start what is being removed.
     systemd.discard(paths.DEPLOY_UNIT)
+    systemd.discard(paths.CONVERGE_UNIT)
     unit_files = [paths.UNIT_DIR / name for name in
                   [role.unit_file for role in roles] + [paths.TARGET, *paths.HOST_UNITS]]
     if any(files.exists(path) for path in unit_files):
@@ -39,5 +40,7 @@ def uninstall(host: Host, report: Report, roles: tuple[Role, ...] = ROLES) -> No
     if warning:
         report(warning)
     Store(files).remove()
+    files.unlink(paths.AGENT_STATE)
+    files.remove_tree(paths.LEADER_DIR)
     report(f"stopped and disabled {len(ours)} unit(s); removed the generated units "
            "and the nginx site")

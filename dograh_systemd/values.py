@@ -139,7 +139,7 @@ def optional_path(value: str) -> Path | None:
 
 
 def host_name(value: str) -> str:
-    """A worker host's name: a-z, 0-9 and -, as a DNS label."""
+    """A host's name in its cluster: a-z, 0-9 and -, as a DNS label."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", value):
         raise ValueError(f"{value!r}: a host name is a-z, 0-9 and -")
     return value
@@ -161,19 +161,49 @@ def host_list(value: str) -> tuple[tuple[str, str], ...]:
     return tuple(hosts)
 
 
-def placements(value: str) -> tuple[tuple[str, str], ...]:
-    """role=host pairs, separated by spaces."""
+def placements(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """role=host,host... pairs (the hosts that may run the singleton, the preferred
+    first), separated by spaces."""
     pairs = []
     for item in value.split():
-        role, _, host = item.partition("=")
-        if not role or not host:
-            raise ValueError(f"{item!r}: a placement is role=host")
-        pairs.append((role, host))
+        role, _, hosts = item.partition("=")
+        names = tuple(hosts.split(",")) if hosts else ()
+        if not role or not names or not all(names):
+            raise ValueError(f"{item!r}: a placement is role=host or role=host,host,...")
+        for name in names:
+            host_name(name)
+        pairs.append((role, names))
+    if len({role for role, _ in pairs}) != len(pairs):
+        raise ValueError("a role appears twice")
     return tuple(pairs)
 
 
-def optional_ip(value: str) -> str | None:
-    return ip_address(value) if value else None
+def ip_list(value: str) -> tuple[str, ...]:
+    """IP addresses separated by spaces (none at all: empty)."""
+    addresses = tuple(ip_address(item) for item in value.split())
+    if len(set(addresses)) != len(addresses):
+        raise ValueError("an address appears twice")
+    return addresses
+
+
+_ENDPOINT = re.compile(r"(https?)://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})")
+
+
+def endpoint_list(value: str) -> tuple[str, ...]:
+    """etcd client URLs (scheme://host:port) separated by spaces."""
+    endpoints = []
+    for item in value.split():
+        found = _ENDPOINT.fullmatch(item)
+        if not found or not 1 <= int(found.group(3)) <= 65535:
+            raise ValueError(f"{item!r}: an endpoint is https://address:port")
+        endpoints.append(item)
+    return tuple(endpoints)
+
+
+def etcd_user(value: str) -> str:
+    if value and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", value):
+        raise ValueError("a user name is a-z, 0-9 and -")
+    return value
 
 
 def header_name(value: str) -> str:
@@ -229,3 +259,23 @@ def release_id(value: str) -> str:
     if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z._+-]{0,80}", value):
         raise ValueError(f"{value!r} is not a release name")
     return value
+
+
+def version_in(version: str, specifier: str) -> bool:
+    """Whether ``version`` (1.2.3) fits a specifier of comparisons, e.g. >=3.13,<3.14
+    (PEP 440's operators but ~=; a ``.*`` compares the parts before it)."""
+    def parts(text: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in re.findall(r"\d+", text))
+
+    have = parts(version)
+    for clause in filter(None, (c.strip() for c in specifier.split(","))):
+        found = re.fullmatch(r"(>=|<=|==|!=|>|<)\s*([0-9][0-9.]*)(\.\*)?", clause)
+        if not found:
+            raise ValueError(f"{clause!r} is not a version comparison")
+        operator, wanted, star = found.group(1), parts(found.group(2)), found.group(3)
+        mine = have[:len(wanted)] if star else have + (0,) * (len(wanted) - len(have))
+        wanted = wanted + (0,) * (len(mine) - len(wanted))
+        if not {">=": mine >= wanted, "<=": mine <= wanted, ">": mine > wanted,
+                "<": mine < wanted, "==": mine == wanted, "!=": mine != wanted}[operator]:
+            return False
+    return True

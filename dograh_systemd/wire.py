@@ -1,15 +1,20 @@
-"""What a worker host tells its edge: one schema, written by the worker, read by the edge.
+"""What the hosts of a cluster tell each other through etcd: one schema for each kind of
+value, written by one side, checked by the other.
 
-Every ``dograhctl`` command the edge runs on a worker host (over SSH, with
-``--json``) prints one ``HostReport``: the API workers the edge should send to
-(ports only; the address is the one DOGRAH_HOSTS gives the edge), their live
-calls, the singletons running there, the host's units for status, any
-operation in progress, and what the command did.
+    HostReport  a worker host's registration (hosts/NAME, on its agent's lease): the
+                API workers an edge should send to (ports only; the address is the
+                one the edge's roster gives), their live calls, the singletons it
+                runs, its units for status, any operation at work, its releases, and
+                the last desired state it carried out
+    Desired     what an edge asks of a worker host (desired/NAME): API workers, the
+                release, a restart, how long a drain may take
+    Build       a release every host makes (releases/ID): pinned to one commit
+    Placement   where each singleton may run, in order of preference (singletons)
+    Ack         the revision of the cluster's state an edge's nginx sends by (acks/NAME)
 
-The edge trusts nothing of it that it did not check: the shape is strict (no
-unknown field, every number an integer in its range, every port inside the
-host's two bands, no control character in any text), and a reply out of
-shape marks the host unhealthy: it is named by status and left out, and
+Nothing is trusted that was not checked: the shape is strict (no unknown field, every
+number an integer in its range, every port inside the host's two bands, no control
+character in any text), and a value out of shape is named by status and left out;
 nothing of it reaches nginx or the fleet record.
 """
 
@@ -24,67 +29,71 @@ from .config import BAND_OFFSET, MAX_BASE_PORT
 from .record import ReleaseName
 from .roles import MAX_API_WORKERS
 
-FORMAT = 1
+FORMAT = 2
 LIMIT = 1 << 20
-# Printable text of a bounded length: status lines and messages for people.
-_PLAIN = r"^[^\x00-\x1f\x7f]*$"
+# Printable text of a bounded length: status lines and messages for people. \Z, not $,
+# which would let a trailing newline through (pydantic matches from the start only).
+_PLAIN = r"^[^\x00-\x1f\x7f]*\Z"
+_NAME = r"^[a-z][a-z0-9-]{0,60}\Z"
+_HOST = r"^[a-z0-9][a-z0-9-]{0,62}\Z"
 UNIT_STATES = ("active", "reloading", "inactive", "failed", "activating", "deactivating",
                "maintenance", "refreshing")
+Count = schema.conint(strict=True, ge=0, le=10_000_000)
+Serial = schema.conint(strict=True, ge=0, le=1 << 62)
 
 
 class Member(schema.Strict):
     port: schema.conint(strict=True, ge=1, le=65535)  # type: ignore[valid-type]
     ready: schema.StrictBool
-    calls: schema.conint(strict=True, ge=0, le=10_000_000)  # type: ignore[valid-type]
+    calls: Count  # type: ignore[valid-type]
 
 
 class Unit(schema.Strict):
-    unit: schema.constr(strict=True, regex=r"^dograh-[a-z0-9-]{1,60}(@[0-9]{1,5})?\.service$")  # type: ignore[valid-type]
-    role: schema.constr(strict=True, regex=r"^[a-z][a-z0-9-]{0,60}$")  # type: ignore[valid-type]
+    unit: schema.constr(strict=True, regex=r"^dograh-[a-z0-9-]{1,60}(@[0-9]{1,5})?\.service\Z")  # type: ignore[valid-type]
+    role: schema.constr(strict=True, regex=_NAME)  # type: ignore[valid-type]
     active: Literal[UNIT_STATES]  # type: ignore[valid-type]
-    sub: schema.constr(strict=True, regex=r"^[a-z-]{0,32}$")  # type: ignore[valid-type]
+    sub: schema.constr(strict=True, regex=r"^[a-z-]{0,32}\Z")  # type: ignore[valid-type]
     status: schema.constr(strict=True, max_length=300, regex=_PLAIN)  # type: ignore[valid-type]
 
 
 class Operation(schema.Strict):
-    verb: schema.constr(strict=True, regex=r"^[a-z]{1,20}$")  # type: ignore[valid-type]
+    verb: schema.constr(strict=True, regex=r"^[a-z]{1,20}\Z")  # type: ignore[valid-type]
     phase: Literal["start", "switch", "drain", "stop", "roll"]
     staged: schema.StrictBool
     # Another dograhctl is at it now (it holds the host's lock): leave it be.
     busy: schema.StrictBool
 
 
-class Cut(schema.Strict):
-    calls: schema.conint(strict=True, ge=0, le=10_000_000)  # type: ignore[valid-type]
-    uncounted: schema.conlist(  # type: ignore[valid-type]
-        schema.constr(strict=True, max_length=300, regex=_PLAIN), max_items=128)
-
-
 class Release(schema.Strict):
     id: ReleaseName  # type: ignore[valid-type]
     state: Literal["building", "ready", "failed"]
+    commit: schema.constr(strict=True, regex=r"^[0-9a-f]{0,64}\Z")  # type: ignore[valid-type]
 
 
 class HostReport(schema.Strict):
-    format: Literal[1]
-    version: schema.constr(strict=True, regex=r"^[0-9][0-9A-Za-z.+~-]{0,40}$")  # type: ignore[valid-type]
+    format: Literal[2]
+    version: schema.constr(strict=True, regex=r"^[0-9][0-9A-Za-z.+~-]{0,40}\Z")  # type: ignore[valid-type]
     cpus: schema.conint(strict=True, ge=1, le=4096)  # type: ignore[valid-type]
     # The base ports its API workers' bands come from: the config's, and while its
     # workers move off another one, that one too.
     bases: schema.conlist(schema.conint(strict=True, ge=1024, le=MAX_BASE_PORT),  # type: ignore[valid-type]
                           min_items=1, max_items=2)
     members: schema.conlist(Member, max_items=2 * MAX_API_WORKERS)  # type: ignore[valid-type]
-    singletons: schema.conlist(  # type: ignore[valid-type]
-        schema.constr(strict=True, regex=r"^[a-z][a-z0-9-]{0,60}$"), max_items=32)
+    singletons: schema.conlist(schema.constr(strict=True, regex=_NAME), max_items=32)  # type: ignore[valid-type]
     units: schema.conlist(Unit, max_items=512)  # type: ignore[valid-type]
     operation: Operation | None
     mismatches: schema.conlist(  # type: ignore[valid-type]
         schema.constr(strict=True, max_length=500, regex=_PLAIN), max_items=128)
-    summary: schema.constr(strict=True, max_length=2000, regex=_PLAIN) | None  # type: ignore[valid-type]
-    cut: Cut | None
-    # The release its processes run ("": the config's app), and those it has.
+    # The release its processes run ("": the config's app), the one before, and those
+    # it has.
     release: ReleaseName  # type: ignore[valid-type]
+    previous_release: ReleaseName  # type: ignore[valid-type]
     releases: schema.conlist(Release, max_items=256)  # type: ignore[valid-type]
+    # The last desired generation it carried out, the restart it carried out last, and
+    # why carrying out the last one failed ("" when it did not).
+    generation: Serial  # type: ignore[valid-type]
+    restarted: Serial  # type: ignore[valid-type]
+    failed: schema.constr(strict=True, max_length=2000, regex=_PLAIN)  # type: ignore[valid-type]
 
     @schema.root_validator(skip_on_failure=True)
     def _ports_in_the_hosts_bands(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -100,17 +109,58 @@ class HostReport(schema.Strict):
         return values
 
 
+class Drain(schema.Strict):
+    # None: the host's own DRAIN_TIMEOUT; otherwise the admin's, in seconds, or no
+    # drain at all (``stop_at_once``).
+    timeout: schema.conint(strict=True, ge=0, le=86400) | None  # type: ignore[valid-type]
+    stop_at_once: schema.StrictBool
+
+
+class Desired(schema.Strict):
+    format: Literal[1]
+    generation: Serial  # type: ignore[valid-type]
+    api: schema.conint(strict=True, ge=0, le=MAX_API_WORKERS)  # type: ignore[valid-type]
+    # None: as it is; "": the config's app, in place; else that release.
+    release: ReleaseName | None  # type: ignore[valid-type]
+    # Roll back over migrations the older release does not know.
+    unknown_migrations: schema.StrictBool
+    restart: Serial  # type: ignore[valid-type]
+    drain: Drain
+
+
+class Build(schema.Strict):
+    format: Literal[1]
+    source: schema.constr(strict=True, max_length=1000, regex=_PLAIN)  # type: ignore[valid-type]
+    ref: schema.constr(strict=True, max_length=200, regex=_PLAIN)  # type: ignore[valid-type]
+    commit: schema.constr(strict=True, regex=r"^[0-9a-f]{0,64}\Z")  # type: ignore[valid-type]
+    layout: Literal["dograh", "app"]
+    app: schema.constr(strict=True, regex=r"^([A-Za-z_][\w.]*:[A-Za-z_][\w.]*)?\Z")  # type: ignore[valid-type]
+
+
+class Placement(schema.Strict):
+    format: Literal[1]
+    # Per singleton, the hosts that may run it, the preferred first.
+    hosts: dict[schema.constr(strict=True, regex=_NAME),  # type: ignore[valid-type]
+                schema.conlist(schema.constr(strict=True, regex=_HOST), max_items=256)]  # type: ignore[valid-type]
+
+
+class Ack(schema.Strict):
+    format: Literal[1]
+    revision: Serial  # type: ignore[valid-type]
+
+
 @dataclass(frozen=True)
 class Trouble:
-    """Why a host's report cannot be used: it does not answer, or answers out of shape."""
+    """Why a host's registration cannot be used: there is none (its lease ended), or it
+    is out of shape."""
 
     why: str
-    answers: bool  # it answered, but not in shape (its dograhctl may be anything)
+    answers: bool  # it registered, but out of shape (its agent may be anything)
 
 
-def read(text: str, singletons: Iterable[str]) -> HostReport:
-    """A worker host's report; OutOfShape names what is wrong with it. ``singletons``:
-    the singleton roles the edge knows."""
+def read(text: str | bytes, singletons: Iterable[str]) -> HostReport:
+    """A worker host's registration; OutOfShape names what is wrong with it.
+    ``singletons``: the singleton roles this host knows."""
     report = schema.load(HostReport, text, LIMIT)
     unknown = sorted(set(report.singletons) - set(singletons))
     if unknown:
@@ -118,6 +168,6 @@ def read(text: str, singletons: Iterable[str]) -> HostReport:
     return report
 
 
-def write(report: dict[str, Any]) -> str:
-    """A report as the worker prints it, checked against the schema first."""
-    return schema.parse(HostReport, report).json()
+def write(model: type[schema.Strict], data: dict[str, Any]) -> str:
+    """``data`` as the writer sends it, checked against ``model`` first."""
+    return schema.parse(model, data).json(sort_keys=True)  # type: ignore[no-any-return]

@@ -1,17 +1,18 @@
-"""Several hosts: containers on a private bridge, each with an address of its own and sshd.
+"""Several hosts: containers on a private bridge, each with an address of its own, and
+the package on them with the cluster's etcd set up by its own commands.
 
 The bridge has no address on the machine: all traffic stays between the
 containers' namespaces. Before a host first boots, its overlay gets a
 hostname, /etc/hosts naming every host, a machine-id of its own and a unit
 that gives its link its address at every boot (so a host powered off and on
-keeps it). The edge gets the cluster's root-only SSH key, the worker hosts
-authorize it, and the edge pins their host keys once sshd has made them.
+keeps it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -70,40 +71,58 @@ def provision(host: Container, name: str, address: str, everyone: dict[str, str]
         "../test-address.service")
 
 
-def trust(edge: Container, workers: dict[str, tuple[Container, str]]) -> None:
-    """The edge's key opens the workers as root; the edge knows their host keys."""
-    edge.run("install", "-d", "-m", "0755", "/etc/dograh")
-    edge.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dograh-cluster",
-             "-f", "/etc/dograh/cluster_key")
-    public = edge.path("/etc/dograh/cluster_key.pub").read_text()
-    known = []
-    for worker, address in workers.values():
-        worker.run("install", "-d", "-m", "0700", "/root/.ssh")
-        keys = worker.path("/root/.ssh/authorized_keys")
-        keys.write_text(public)
-        keys.chmod(0o600)
-        host_key = worker.path("/etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2]
-        known.append(f"{address} {' '.join(host_key)}\n")
-    edge.path("/etc/dograh/cluster_known_hosts").write_text("".join(known))
+def install(hosts: dict[str, Container], deb: Path, edges: dict[str, str],
+            workers: dict[str, str], members: tuple[str, ...], worker_env: str, edge_env: str,
+            tools: tuple[str, ...] = ()) -> None:
+    """The package everywhere, configured first as an admin would (each worker host names
+    the edges and listens on its own address; each edge names its worker hosts; every
+    host names its cluster's etcd and itself), then the cluster's etcd: created on the
+    first edge with ``members`` running a member, joined by every other host with the
+    file create made for it."""
+    everyone = {**edges, **workers}
+    endpoints = " ".join(f"https://{everyone[name]}:2379" for name in members)
+    common = f'DOGRAH_ETCD_ENDPOINTS="{endpoints}"\n'
+    roster = " ".join(f"{name}={address}" for name, address in workers.items())
 
+    def one(name: str) -> None:
+        host = hosts[name]
+        host.path("/etc/dograh").mkdir()
+        own = (f'DOGRAH_HOSTS="{roster}"\n{edge_env}' if name in edges else
+               f'DOGRAH_EDGE="{" ".join(edges.values())}"\nUVICORN_HOST={workers[name]}\n'
+               f"{worker_env}")
+        host.path("/etc/dograh/dograh.env").write_text(
+            f"{common}DOGRAH_HOST_NAME={name}\n{own}")
+        packages = [*(["etcd-server", "etcd-client"] if name in members else []),
+                    *(["nftables"] if name in workers else []), *tools]
+        if packages:
+            host.run("apt-get", "install", "-y", *packages, timeout=300)
+        host.install_deb(deb, "-o", "Dpkg::Options::=--force-confold")
 
-def install(hosts: dict[str, Container], deb: Path, edge: str, workers: dict[str, str],
-            worker_env: str, edge_env: str, edge_tools: tuple[str, ...] = ()) -> None:
-    """The package everywhere, configured first as an admin would: each worker host
-    names the edge and listens on its own address; the edge names its hosts."""
-    for name, address in workers.items():
-        worker = hosts[name]
-        worker.path("/etc/dograh").mkdir()
-        worker.path("/etc/dograh/dograh.env").write_text(
-            f"DOGRAH_EDGE={edge}\nUVICORN_HOST={address}\n{worker_env}")
-        worker.run("apt-get", "install", "-y", "openssh-server", "nftables", timeout=300)
-        worker.install_deb(deb, "-o", "Dpkg::Options::=--force-confold")
-    front = hosts["edge"]
-    front.run("apt-get", "install", "-y", "openssh-client", *edge_tools, timeout=300)
-    trust(front, {name: (hosts[name], address) for name, address in workers.items()})
-    front.path("/etc/dograh/dograh.env").write_text(
-        'DOGRAH_HOSTS="' + " ".join(f"{n}={a}" for n, a in workers.items()) + '"\n' + edge_env)
-    front.install_deb(deb, "-o", "Dpkg::Options::=--force-confold")
+    with ThreadPoolExecutor(len(everyone)) as pool:
+        list(pool.map(one, everyone))
+    first = hosts[next(iter(edges))]
+    joined = [f"{name}={everyone[name]}" for name in members]
+    creating = ThreadPoolExecutor(1).submit(
+        first.run, "dograhctl", "etcd", "create", *(f"--member={m}" for m in joined),
+        *(f"--edge={name}" for name in edges), timeout=600)
+    for name in everyone:
+        if name == next(iter(edges)):
+            continue
+        bundle = first.path(f"/etc/dograh/etcd/join/{name}.tar")
+        while not (bundle.exists() and bundle.stat().st_size):
+            if creating.done():
+                creating.result()  # it failed: say why
+            time.sleep(0.1)
+        hosts[name].path(f"/root/{name}.tar").write_bytes(bundle.read_bytes())
+    with ThreadPoolExecutor(len(everyone)) as pool:
+        list(pool.map(lambda name: hosts[name].run("dograhctl", "etcd", "join",
+                                                  f"/root/{name}.tar", timeout=300),
+                      [name for name in everyone if name != next(iter(edges))]))
+    creating.result()
+    # Each agent has been waiting for its cluster: it starts again on the new config.
+    with ThreadPoolExecutor(len(everyone)) as pool:
+        list(pool.map(lambda name: hosts[name].run("systemctl", "restart",
+                                                  "dograh-agent.service"), everyone))
 
 
 @contextmanager

@@ -32,12 +32,14 @@ MIRROR = "http://deb.debian.org/debian"
 RECIPE = "4"  # bump when rootfs() changes what it writes, to rebuild the cache
 CONTROL = Path(__file__).resolve().parents[2] / "debian/control"
 # Cached too, installed only where needed: by the benchmarks (a venv for the
-# peers, wrk), the Dograh-layout test (a venv for the app, PostgreSQL), the
-# TLS tests (certbot, and pebble as the ACME server), the multi-host tests
-# (sshd, nftables) and the metrics test (Debian's Prometheus and node-exporter).
-EXTRA_PACKAGES = ["python3-venv", "wrk", "postgresql", "certbot", "pebble", "openssl",
-                  "openssh-server", "openssh-client", "nftables", "prometheus",
-                  "prometheus-node-exporter"]
+# peers, wrk), the Dograh-layout tests (a venv for the app, PostgreSQL, Redis),
+# the TLS tests (certbot, and pebble as the ACME server), the multi-host tests
+# (nftables, etcd, keepalived) and the metrics test (Debian's Prometheus and
+# node-exporter); on Debian 13, what the real Dograh runs on (pgvector, ffmpeg).
+EXTRA_PACKAGES = ["python3-venv", "wrk", "postgresql", "redis-server", "certbot", "pebble",
+                  "openssl", "nftables", "etcd-server", "etcd-client", "keepalived",
+                  "prometheus", "prometheus-node-exporter", "git"]
+SUITE_PACKAGES = {"bookworm": [], "trixie": ["postgresql-17-pgvector", "ffmpeg"]}
 
 
 def package_relations() -> list[str]:
@@ -55,7 +57,7 @@ CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def rootfs(suite: str = "bookworm") -> Path:
     """Return the cached root filesystem for ``suite``, building it if needed."""
-    relations = package_relations() + EXTRA_PACKAGES
+    relations = package_relations() + EXTRA_PACKAGES + SUITE_PACKAGES[suite]
     key = hashlib.sha256(" ".join([RECIPE, suite, MIRROR, *PACKAGES, *relations])
                          .encode()).hexdigest()[:12]
     target = CACHE_DIR / f"{suite}-{key}"

@@ -1,7 +1,8 @@
 """The host seam: every way dograhctl reaches the machine it runs on, in one object.
 
     run       any program: systemctl and friends (through ``systemd``), nginx,
-              openssl, dpkg-query, certbot, nft, ssh
+              openssl, dpkg-query, certbot, nft, git
+    etcd      a client of the cluster's etcd
     files     the file system, under a root (``/`` here; a staging root, or a
               test's directory)
     machine   what only the kernel knows: free ports, memory, CPUs, nginx's
@@ -17,11 +18,11 @@ without real ports and without touching the machine.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import paths
+from .. import etcd, paths
 from .commands import Runner, run_here
 from .files import Files
 from .lock import exclusive, holder
@@ -62,6 +63,11 @@ class Host:
         (else ``lock.Busy``)."""
         with exclusive(self.files.path(lock), report, wait, self.files.owner, self.clock):
             yield
+
+    def etcd(self, endpoints: Sequence[str], ca: Path | None,
+             credentials: etcd.Credentials | None) -> etcd.Client:
+        """A client of the etcd cluster at ``endpoints``."""
+        return etcd.Client(endpoints, ca, credentials)
 
     def lock_holder(self) -> str | None:
         """The dograhctl at work right now, if one holds the lock."""

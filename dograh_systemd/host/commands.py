@@ -21,15 +21,18 @@ class Completed:
 
 
 class Runner(Protocol):
-    def __call__(self, argv: Sequence[str], timeout: float | None = None) -> Completed: ...
+    def __call__(self, argv: Sequence[str], timeout: float | None = None,
+                 input: str | None = None) -> Completed: ...
 
 
-def run_here(argv: Sequence[str], timeout: float | None = None) -> Completed:
-    """Run ``argv`` on this machine; a program that does not finish in time is killed
-    and reported as exit code 124, as timeout(1) does."""
+def run_here(argv: Sequence[str], timeout: float | None = None, input: str | None = None
+             ) -> Completed:
+    """Run ``argv`` on this machine, with ``input`` on its stdin (else none: a program
+    that asks is told no more is coming); a program that does not finish in time is
+    killed and reported as exit code 124, as timeout(1) does."""
     try:
-        result = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True,
-                                text=True, timeout=timeout)
+        result = subprocess.run(list(argv), stdin=subprocess.DEVNULL if input is None else None,
+                                input=input, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
         return Completed(127, "", f"{argv[0]}: command not found")
     except subprocess.TimeoutExpired:

@@ -141,7 +141,7 @@ class Files:
                               "dograhctl (move it away first)")
         self.write_atomic(path, text)
 
-    def write_atomic(self, path: Path, text: str, mode: int = 0o644,
+    def write_atomic(self, path: Path, text: str | bytes, mode: int = 0o644,
                      group: str | None = None) -> None:
         """Write to a temporary file beside ``path``, fsync, then rename over it; with
         ``group``, root's file that the group may read."""
@@ -149,7 +149,7 @@ class Files:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".new", dir=target.parent)
         try:
-            with os.fdopen(fd, "w") as handle:
+            with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as handle:
                 handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())

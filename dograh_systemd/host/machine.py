@@ -58,6 +58,11 @@ class Machine:
                 return int(line.split()[1]) * 1024
         raise DograhError("cannot read MemAvailable from /proc/meminfo")
 
+    def hostname(self) -> str:
+        """This machine's name, without its domain, as a DNS label (a-z, 0-9, -)."""
+        label = re.sub(r"[^a-z0-9-]", "-", socket.gethostname().split(".")[0].lower())
+        return label.strip("-")[:63] or "localhost"
+
     def cpus(self) -> int:
         return os.cpu_count() or 1
 

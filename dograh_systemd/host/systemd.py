@@ -15,7 +15,7 @@ from .commands import Runner
 
 SHOW_PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "MemoryCurrent",
                    "StatusText", "UnitFileState", "ActiveEnterTimestamp", "NRestarts",
-                   "ExecMainExitTimestamp")
+                   "ExecMainExitTimestamp", "ExecMainStatus")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class UnitState:
     restarts: int  # automatic restarts since the unit was loaded (NRestarts)
     # Wall clock of when its main process last ended, in seconds; 0 if it has not.
     exited: float = 0.0
+    exit_status: int = 0  # its main process's last exit code
 
     @property
     def ready(self) -> bool:
@@ -71,7 +72,8 @@ def parse_show(text: str) -> dict[str, UnitState]:
             status=props.get("StatusText", ""), enabled=props.get("UnitFileState", ""),
             since=_timestamp(props.get("ActiveEnterTimestamp", "")),
             restarts=_number(props.get("NRestarts")),
-            exited=_timestamp(props.get("ExecMainExitTimestamp", "")))
+            exited=_timestamp(props.get("ExecMainExitTimestamp", "")),
+            exit_status=_number(props.get("ExecMainStatus")))
     return states
 
 
@@ -118,6 +120,11 @@ class Systemd:
         if units := list(units):
             self.systemctl("disable", "--quiet", *units)
 
+    def start(self, units: Iterable[str]) -> None:
+        """Start ``units`` and wait for them to be up."""
+        if units := list(units):
+            self.systemctl("start", *units)
+
     def start_no_block(self, units: Iterable[str]) -> None:
         """Queue the starts and return at once: systemd runs them in parallel."""
         if units := list(units):
@@ -127,9 +134,21 @@ class Systemd:
         if units := list(units):
             self.systemctl("stop", *units)
 
+    def stop_no_block(self, units: Iterable[str]) -> None:
+        if units := list(units):
+            self.systemctl("stop", "--no-block", *units)
+
+    def kill(self, unit: str) -> None:
+        """Every process of ``unit`` gone at once (SIGKILL), then the unit stopped."""
+        self.run(["systemctl", "kill", "--signal=SIGKILL", unit])
+        self.systemctl("stop", "--no-block", unit)
+
     def restart(self, unit: str) -> None:
         """Stop then start ``unit``, waiting for both (a stop waits for TimeoutStopSec)."""
         self.systemctl("restart", unit)
+
+    def restart_no_block(self, unit: str) -> None:
+        self.systemctl("restart", "--no-block", unit)
 
     def reload_or_restart(self, unit: str) -> None:
         """Reload ``unit`` if it is active, else start it; wait for the job to end."""

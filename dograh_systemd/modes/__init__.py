@@ -25,6 +25,6 @@ def choose(settings: Settings) -> Mode:
     """The mode the config puts this host in."""
     if settings.hosts:
         return Edge()
-    if settings.edge:
+    if settings.edges:
         return WorkerHost()
     return SingleHost()

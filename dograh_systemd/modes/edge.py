@@ -1,168 +1,187 @@
-"""The edge: one front door for the API workers of several hosts, one command for all.
+"""An edge: a front door of a cluster's worker hosts, one command for all of them.
 
-The edge runs the public nginx with one least_conn upstream over every ready
-API worker of every worker host (one hop, balanced per worker). Each host
-runs its own dograhctl; the edge calls it over SSH (``remote``), reads its
-wire.HostReport, and keeps the order of operations across hosts that one host
-keeps alone:
+An edge runs the public nginx with one least_conn upstream over every ready API
+worker of every worker host (one hop, balanced per worker). The cluster's state
+is etcd's: each worker host's agent registers the host on its lease, and this
+edge's agent renders the upstream from those registrations whenever one
+changes (a host whose lease ends leaves it within the lease's TTL, one that
+registers again joins it), then says which revision its nginx sends by (the
+worker hosts wait for that before their old workers drain). No edge keeps state
+the others lack; two edges render the same upstream.
 
-    scale    every host stages its new size (new workers start, READY); the
-             edge's upstream switches to the staged workers of all hosts; each
-             host then finishes: its leaving workers drain by the app's own
-             count and stop
-    restart  host by host: a new band, READY, the edge switches, the old band
-             drains and stops, then the next host
-    rebalance  (dograh-cluster.timer, every 15 s) the upstream follows the hosts
-             that answer, weighed by live calls; a change a host staged on its
-             own (its admin's restart, its package's upgrade) is switched to and
-             finished; singletons are put where they belong
+The verbs here write what the worker hosts should run (desired/NAME: API
+workers, a release, a restart) and follow their registrations until each has
+carried it out: ``scale`` asks every host at once, ``restart``, ``deploy`` and
+``rollback`` one host after another; ``release make`` pins one commit and every
+host builds it.
 
-The edge trusts nothing it did not derive itself: addresses come from
-DOGRAH_HOSTS, and a host's report is read through the strict wire schema. A
-host that does not answer, or answers out of shape, is trouble: it is named,
-left out, and holds up no other host.
-
-Singletons have no leader election, so the edge never starts one while a host
-that may run it cannot be asked: it stops it where it must not run first
-(confirmed by that host's report), and refuses a start while any host is in
-trouble, unless the admin says that host is gone for good (``--host-is-gone``).
+The edge trusts nothing it did not derive itself: names and addresses come
+from DOGRAH_HOSTS, and a registration is read through the strict wire schema;
+one out of shape, or none (an ended lease), leaves that host out and holds up
+no other. Singletons are no edge's business: the worker hosts elect them by
+lease, where DOGRAH_SINGLETON_HOSTS lets them run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from .. import (
     balance,
-    command_lines,
+    capacity,
     doctor,
+    etcd,
     front,
     metrics,
     nginx,
     paths,
     placement,
     releases,
-    remote,
     status,
     templates,
     units,
+    wire,
 )
+from ..cluster import agent, members
+from ..cluster import state as cluster_state
+from ..cluster.edge import EdgeDuty
+from ..cluster.keys import Keys
+from ..cluster.state import Snapshot
+from ..cluster.survey import Survey
 from ..config import Settings
 from ..context import Context
 from ..errors import DograhError
+from ..host import lock
 from ..host.files import Files, unified_diff
+from ..host.lock import Busy
 from ..record import Fleet, Record
-from ..remote import Host, Survey
+from ..roles import MAX_API_WORKERS
 from ..upstream import Member, Route
 from .mode import Answer, Change, Mode, ReleaseRequest
 
+# How long a host may take to start new workers and say so, besides its drain.
 START_TIMEOUT = 300
+# How often the verbs look at the registrations while they follow a change.
+FOLLOW_EVERY = 1.0
 
 
 class Edge(Mode):
-    host_units = (paths.CLUSTER_UNIT, paths.CLUSTER_TIMER, *Mode.host_units)
+    host_units = (paths.AGENT_UNIT, *Mode.host_units)
+    holds_lock = False
 
     # -- the verbs ---------------------------------------------------------------------
 
     def scale(self, ctx: Context, change: Change) -> Answer:
-        """Spread the API workers over the hosts that answer, by their CPUs (a host given
-        with --host gets its own count), and the singletons where they belong."""
-        settings = ctx.settings
-        survey = self.begin(ctx, change)
-        total = settings.api_workers if change.api_workers is None else change.api_workers
+        """API workers spread over the registered hosts by their CPUs (a host given with
+        --host gets its own count); every host at once."""
+        if not members.joined(ctx):
+            # A fresh install, before its cluster: the edge itself is ready for it.
+            self.prepare(ctx)
+            return Answer("this edge has joined no cluster yet; its own units are in place. "
+                          "Create its etcd (dograhctl etcd create) or join it (dograhctl etcd "
+                          "join FILE), then: dograhctl scale")
+        view = self.begin(ctx, change)
+        total = ctx.settings.api_workers if change.api_workers is None else change.api_workers
         counts = placement.spread(total, change.per_host,
                                   {host.name: report.cpus
-                                   for host, report in survey.reports.items()})
-        placed = self.place_singletons(ctx, survey, change.gone, refuse=True)
-        # A singleton that moves stops where it ran before any host starts it.
-        for host, moving in placement.still_running(survey.running(), placed).items():
-            where = self.named(survey, host)
-            ctx.report(f"{where}: stopping {', '.join(moving)} before another host starts it")
-            self.change(ctx, survey, {where: command_lines.scale(
-                len(survey.reports[where].members), placed[host], change.drain_timeout)},
-                change.drain_timeout)
-        still = placement.still_running(survey.running(), placed)
-        if still:
-            host, extra = next(iter(still.items()))
-            raise DograhError(f"{self.named(survey, host)} still runs {', '.join(extra)}; "
-                              "nothing was started elsewhere")
-        self.change(ctx, survey, {host: command_lines.scale(counts[host.name],
-                                                            placed[host.name],
-                                                            change.drain_timeout)
-                                  for host in list(survey.reports)}, change.drain_timeout)
-        front.certify(ctx, recorded_upstream(ctx), self.routes(settings))
-        return self.answer(ctx, survey)
+                                   for host, report in view.survey.reports.items()})
+        if not sum(counts.values()):
+            raise DograhError("a layout of zero API workers is refused: nothing would answer "
+                              "the site; nothing was asked of any host")
+        self.place_singletons(view)
+        asked = view.ask({name: {"api": count} for name, count in counts.items()}, change)
+        return self.answer(view, self.follow(view, asked, change), "")
 
     def restart(self, ctx: Context, change: Change) -> Answer:
-        """Every host onto the current code, one after another, dropping no call."""
-        survey = self.begin(ctx, change)
-        self.one_by_one(ctx, survey, change, command_lines.restart(change.drain_timeout),
-                        "deploying")
-        front.certify(ctx, recorded_upstream(ctx), self.routes(ctx.settings))
-        return self.answer(ctx, survey, "restarted: ")
+        """Every host onto the current code and settings, one after another."""
+        view = self.begin(ctx, change)
+        outcome: dict[str, str] = {}
+        for host, report in list(view.survey.reports.items()):
+            asked = view.ask({host.name: {"restart": report.restarted + 1}}, change)
+            outcome.update(self.follow(view, asked, change))
+        return self.answer(view, outcome, "restarted: ")
+
+    def deploy(self, ctx: Context, change: Change, release: str | None) -> Answer:
+        """Host by host onto the release every host has ready, dropping no call; when one
+        host lacks it, none moves."""
+        view = self.begin(ctx, change)
+        if release == "":
+            release = placement.newest_everywhere(view.survey.releases())
+            if release is None:
+                raise DograhError("no release is ready on every host; make one with: "
+                                  "dograhctl release make")
+        if release is not None:
+            missing = placement.lacking(release, view.survey.releases(),
+                                        view.survey.unreachable())
+            if missing:
+                raise DograhError(f"release {release} is not ready on {'; '.join(missing)}; "
+                                  "no host moved")
+        outcome: dict[str, str] = {}
+        for host in list(view.survey.reports):
+            asked = view.ask({host.name: {"release": release or ""}}, change)
+            outcome.update(self.follow(view, asked, change))
+        return self.answer(view, outcome, "deployed: ")
+
+    def rollback(self, ctx: Context, change: Change) -> Answer:
+        """Host by host back onto the release each ran before."""
+        view = self.begin(ctx, change)
+        outcome: dict[str, str] = {}
+        for host, report in list(view.survey.reports.items()):
+            if not report.previous_release:
+                view.failed[host.name] = "it ran no other release before this one"
+                continue
+            asked = view.ask({host.name: {"release": report.previous_release,
+                                          "unknown_migrations": change.unknown_migrations}},
+                             change)
+            outcome.update(self.follow(view, asked, change))
+        return self.answer(view, outcome, "rolled back: ")
 
     def make_release(self, ctx: Context, request: ReleaseRequest) -> Answer:
-        """The same release, under the same name, built on every worker host at once;
-        one host that cannot build it fails the command, before anything is deployed."""
+        """The same release, under the same name and at one commit, made by every worker
+        host; one host that cannot make it fails the command, before anything moves."""
         settings = ctx.settings
         source = request.source or settings.source
         if not source:
             raise DograhError("no source to make a release from: give one, or set "
                               "DOGRAH_SOURCE")
-        remote.check_key(ctx)
-        survey = remote.survey(ctx)
+        view = self.view(ctx)
         release_id = request.id or releases.new_id(ctx)
+        if release_id in view.snapshot.releases:
+            raise DograhError(f"release {release_id} exists already")
         ref = settings.source_ref if request.ref is None else request.ref
-        args = command_lines.release_make(source, ref, release_id,
-                                          request.layout or settings.source_layout,
-                                          request.app)
-        ctx.report(f"making release {release_id} on {', '.join(h.name for h in survey.reports)}")
-        remote.ask_each(ctx, survey, {host: args for host in survey.reports},
-                        releases.BUILD_TIMEOUT + 120)
-        missing = placement.lacking(release_id, survey.releases(), survey.unreachable())
-        if missing:
-            raise DograhError(f"release {release_id} is not ready on {'; '.join(missing)}; "
-                              "nothing was deployed")
-        return Answer(f"release {release_id} is ready on {len(survey.reports)} host(s)",
-                      self.releases_data(survey))
+        commit = releases.resolve(ctx, source, ref)
+        layout = request.layout or settings.source_layout
+        build = {"format": 1, "source": source, "ref": ref, "commit": commit,
+                 "layout": layout, "app": releases.app_of(settings, layout, request.app)}
+        view.client.put(view.keys.release(release_id), wire.write(wire.Build, build))
+        ctx.report(f"release {release_id}" + (f" (commit {commit[:12]})" if commit else "")
+                   + f": made by {', '.join(h.name for h in view.survey.reports)}")
+        self.prune_releases(view)
+        made = self.wait(view, lambda survey: {
+            host.name: state for host, report in survey.reports.items()
+            if (state := next((r.state for r in report.releases if r.id == release_id),
+                              "missing")) in ("ready", "failed")},
+            set(h.name for h in view.survey.reports), releases.BUILD_TIMEOUT + 120)
+        missing = placement.lacking(release_id, view.survey.releases(),
+                                    view.survey.unreachable())
+        if missing or set(made.values()) != {"ready"}:
+            raise DograhError(f"release {release_id} is not ready on "
+                              f"{'; '.join(missing) or 'every host'}; nothing was deployed")
+        return Answer(f"release {release_id} is ready on {len(made)} host(s)",
+                      self.releases_data(view.survey))
 
     def releases(self, ctx: Context) -> Answer:
-        survey = remote.survey(ctx)
+        survey = self.view(ctx).survey
         lines = []
         for host, report in survey.reports.items():
             lines.append(f"Host {host}: runs {report.release or 'its config app, in place'}")
-            lines += [f"  {release.id:20} {release.state}" for release in report.releases]
+            lines += [f"  {release.id:20} {release.state:8} {release.commit[:12]}"
+                      for release in report.releases]
         lines += [f"Host {host}: {trouble.why}" for host, trouble in survey.trouble.items()]
         return Answer("\n".join(lines), self.releases_data(survey))
-
-    def deploy(self, ctx: Context, change: Change, release: str | None) -> Answer:
-        """Host by host onto the release every host has ready, dropping no call; when one
-        host lacks it, none moves."""
-        survey = self.begin(ctx, change)
-        if release == "":
-            release = placement.newest_everywhere(survey.releases())
-            if release is None:
-                raise DograhError("no release is ready on every host; make one with: "
-                                  "dograhctl release make")
-        if release is not None:
-            missing = placement.lacking(release, survey.releases(), survey.unreachable())
-            if missing:
-                raise DograhError(f"release {release} is not ready on {'; '.join(missing)}; "
-                                  "no host moved")
-        self.one_by_one(ctx, survey, change,
-                        command_lines.deploy(release, change.drain_timeout),
-                        f"deploying {release or 'its config app, in place'}")
-        return self.answer(ctx, survey, "deployed: ")
-
-    def rollback(self, ctx: Context, change: Change) -> Answer:
-        """Host by host back onto the release each ran before."""
-        survey = self.begin(ctx, change)
-        self.one_by_one(ctx, survey, change,
-                        command_lines.rollback(change.unknown_migrations, change.drain_timeout),
-                        "rolling back")
-        return self.answer(ctx, survey, "rolled back: ")
 
     @staticmethod
     def releases_data(survey: Survey) -> object:
@@ -172,40 +191,46 @@ class Edge(Mode):
                 "down": survey.unreachable()}
 
     def resume(self, ctx: Context, switched: bool) -> Answer:
-        """Finish what interrupted commands left on the hosts."""
-        survey = remote.survey(ctx)
-        self.settle(ctx, survey)
-        return self.answer(ctx, survey)
+        """Nothing is left for an edge to finish (each host's agent finishes its own
+        changes); the upstream is rendered from the registrations again."""
+        view = self.view(ctx)
+        self.prepare(ctx)
+        with ctx.host.lock(ctx.report, lock.WAIT):
+            done = self.switch_to(ctx, view.survey)
+        return Answer(done or "nothing to finish: each host's agent finishes its own changes")
 
     def rebalance(self, ctx: Context) -> Answer:
-        """The upstream from the hosts that answer now, weighed by their live calls; what a
-        host staged on its own is finished, and singletons go where they belong."""
-        self.edge_units(ctx)
-        survey = remote.survey(ctx)
-        self.settle(ctx, survey, background=True)
-        placed = self.place_singletons(ctx, survey, frozenset(), refuse=False)
-        drain = ctx.settings.drain_timeout
-        for host, report in list(survey.reports.items()):
-            if set(report.singletons) != placed[host.name]:
-                ctx.report(f"{host}: singletons {', '.join(sorted(placed[host.name])) or 'none'}"
-                           f" (were {', '.join(sorted(report.singletons)) or 'none'})")
-                self.change(ctx, survey, {host: command_lines.scale(
-                    len(report.members), placed[host.name], drain)}, drain, background=True)
-        self.switch_to(ctx, survey)
-        return self.answer(ctx, survey)
+        """The upstream from the registrations now, weighed again by their live calls."""
+        view = self.view(ctx)
+        self.prepare(ctx)
+        with ctx.host.lock(ctx.report, lock.WAIT):
+            done = self.switch_to(ctx, view.survey, reweigh=True)
+        return Answer(done or f"{len(recorded_upstream(ctx))} API workers behind the edge, "
+                      "weights as they were")
 
     def status(self, ctx: Context) -> Answer:
-        """Every host's report, the edge's upstream, and where they disagree."""
-        survey = remote.survey(ctx)
+        """Every host's registration, the upstream, the singletons' holders, the edges,
+        and where they disagree."""
+        view = self.view(ctx)
+        survey, snapshot = view.survey, view.snapshot
         mismatches = [f"{host.name} {trouble.why}" for host, trouble in survey.trouble.items()]
         for host, report in survey.reports.items():
             mismatches += [f"{host.name}: {line}" for line in report.mismatches]
+            if report.failed:
+                mismatches.append(f"{host.name}: {report.failed}")
         running = survey.running()
+        leaders = {}
         for role in ctx.settings.enabled_singletons:
             where = [host for host, roles in running.items() if role in roles]
-            if len(where) != 1 and not (not where and survey.trouble):
-                mismatches.append(f"{role} runs on {len(where)} hosts "
-                                  f"({', '.join(where) or 'none'}), not exactly one")
+            holder = snapshot.holder(role)
+            leaders[role] = {"holder": holder, "revision": snapshot.fencing_token(role),
+                             "runs_on": where}
+            if len(where) > 1:
+                mismatches.append(f"{role} runs on {len(where)} hosts ({', '.join(where)}), "
+                                  "not one")
+            elif not where and not holder:
+                mismatches.append(f"{role} runs nowhere: no host that may run it holds it "
+                                  "(DOGRAH_SINGLETON_HOSTS)")
         upstream = recorded_upstream(ctx)
         ready = {(host.address, m.port) for host, report in survey.reports.items()
                  for m in report.members if m.ready}
@@ -216,20 +241,25 @@ class Edge(Mode):
                        for a, p in sorted(ready - listed)]
         generations = [asdict(g) for g in nginx.old_generations(ctx.host)]
         data = {"hosts": {host.name: report.dict() for host, report in survey.reports.items()},
-                "down": survey.unreachable(),
-                "upstream": [m.endpoint for m in upstream], "mismatches": mismatches,
-                "nginx_generations": generations}
-        text = status_text(survey, upstream, mismatches,
+                "down": survey.unreachable(), "edges": snapshot.live_edges(),
+                "leaders": leaders, "upstream": [m.endpoint for m in upstream],
+                "mismatches": mismatches, "nginx_generations": generations}
+        text = status_text(survey, snapshot, leaders, upstream, mismatches,
                            status.generations_text(ctx.settings, generations))
         return Answer(text, data, 1 if mismatches else 0)
 
     def metrics(self, ctx: Context) -> str:
-        out = metrics.for_edge(ctx, recorded_upstream(ctx), remote.survey(ctx))
+        upstream = recorded_upstream(ctx)
+        try:
+            survey: Survey | None = self.view(ctx).survey
+        except DograhError:
+            survey = None  # etcd does not answer: the edge's own metrics still count
+        out = metrics.for_edge(ctx, upstream, survey, capacity.measure_front(ctx))
         generations = [asdict(g) for g in nginx.old_generations(ctx.host)]
         return metrics.with_site(out, ctx, generations).text()
 
     def checks(self, ctx: Context) -> list[doctor.Check]:
-        return doctor.for_site(ctx)
+        return [doctor.for_cluster(ctx), *doctor.for_site(ctx)]
 
     def render(self, ctx: Context, root: Path, dry_run: bool) -> dict[Path, str]:
         """The edge's own units and its site, with the upstream it recorded."""
@@ -255,60 +285,58 @@ class Edge(Mode):
                 front.certify(ctx, upstream, routes)
         return changes
 
-    def routes(self, settings: Settings) -> tuple[Route, ...]:
-        """A routed singleton (Dograh's UI) is reached on the worker host that runs it."""
+    def routes(self, settings: Settings, survey: Survey | None = None) -> tuple[Route, ...]:
+        """A routed singleton (Dograh's UI) is reached on the worker host that runs it (as
+        it registers, else the first that may)."""
         addresses = dict(settings.hosts)
-        return tuple(Route(r.role.route, r.role.title,
-                           f"{addresses[host]}:{r.role.route_port}")
-                     for r in settings.routed
-                     if (host := settings.singleton_host(r.role.name)))
+        found = []
+        for r in settings.routed:
+            name = r.role.name
+            running = [host.name for host, report in (survey.reports.items() if survey else ())
+                       if name in report.singletons]
+            where = running or list(settings.singleton_hosts_for(name))
+            if where:
+                found.append(Route(r.role.route, r.role.title,
+                                   f"{addresses[where[0]]}:{r.role.route_port}"))
+        return tuple(found)
+
+    def duty(self, ctx: Context, refresh: Callable[[], Context]) -> tuple[etcd.Client, EdgeDuty]:
+        client = members.client(ctx)
+        return client, EdgeDuty(ctx, client, Keys(ctx.settings.cluster),
+                                lambda snapshot: self.follow_registrations(refresh(), snapshot))
 
     # -- steps -------------------------------------------------------------------------
 
     def check_options(self, ctx: Context, change: Change) -> None:
-        if change.singletons is not None:
-            self.refuse("--singletons", "is what an edge passes its worker hosts")
         if change.pools:
             self.refuse("--arq", "is each worker host's own: ARQ_WORKERS in its config")
         if change.stage:
-            self.refuse("--stage", "is for one host: an edge stages its hosts itself")
+            self.refuse("--stage", "is for one host: a worker host stages its own changes")
         names = {name for name, _ in ctx.settings.hosts}
-        for name in sorted(set(change.per_host) | change.gone):
+        for name in sorted(change.per_host):
             if name not in names:
                 raise DograhError(f"{name} is not in DOGRAH_HOSTS")
 
-    def begin(self, ctx: Context, change: Change) -> Survey:
-        """A changing command's start: its options, the edge itself, every host's word,
-        and what interrupted commands left on them finished."""
+    def view(self, ctx: Context) -> View:
+        """The cluster as it stands: one snapshot of etcd, read through the roster."""
+        return View(ctx, members.client(ctx), Keys(ctx.settings.cluster))
+
+    def begin(self, ctx: Context, change: Change) -> View:
+        """A changing command's start: its options, the edge itself, the cluster."""
         self.check_options(ctx, change)
         self.prepare(ctx)
-        survey = remote.survey(ctx)
-        self.settle(ctx, survey)
-        return survey
-
-    def one_by_one(self, ctx: Context, survey: Survey, change: Change, args: list[str],
-                   doing: str) -> None:
-        """``dograhctl args`` on each host that runs something, one host after another:
-        staged, switched to, finished; a host lost on the way holds up no other."""
-        for host in list(survey.reports):
-            if host in survey.reports and survey.reports[host].units:
-                ctx.report(f"{host}: {doing}")
-                self.change(ctx, survey, {host: args}, change.drain_timeout)
-                trouble = survey.trouble.get(host)
-                if trouble and trouble.answers:
-                    # It answered but did not move (a refusal, a failure): the command
-                    # fails, and the host, read again, keeps serving what it served.
-                    survey.failed[host.name] = trouble.why
-                    remote.ask(ctx, survey, host, command_lines.status(),
-                               remote.STATUS_TIMEOUT)
+        return self.view(ctx)
 
     def prepare(self, ctx: Context) -> None:
-        """Before the first change: nginx is sound, the site's certificate is ready, the SSH
-        key is root's alone, and the edge's own units are in place."""
-        ctx.nginx.test()
-        front.prepare(ctx)
-        remote.check_key(ctx)
-        self.edge_units(ctx)
+        """Before the first change: nginx is sound, the site's certificate is ready, and
+        the edge's own units are in place."""
+        with ctx.host.lock(ctx.report, lock.WAIT):
+            ctx.nginx.test()
+            front.prepare(ctx)
+            self.edge_units(ctx)
+
+    def standing(self, settings: Settings) -> templates.Standing:
+        return templates.Standing(host_units=self.host_units, agent_watchdog=agent.WATCHDOG)
 
     def unit_files(self, ctx: Context) -> dict[Path, str]:
         rendered = templates.render_units(ctx.settings, ctx.facts, self.standing(ctx.settings))
@@ -316,100 +344,167 @@ class Edge(Mode):
         return {path: text for path, text in rendered.items() if path.name in names}
 
     def edge_units(self, ctx: Context) -> None:
-        """The edge's own units: dograh.target and the timer that follows the hosts."""
+        """The edge's own units: dograh.target, the agent and the metrics timer."""
         units.install(ctx.host, units.by_name(self.unit_files(ctx)))
         ctx.systemd.enable([paths.TARGET, *self.started_units])
         ctx.systemd.start_no_block([paths.TARGET, *self.started_units])
 
-    def settle(self, ctx: Context, survey: Survey, background: bool = False) -> None:
-        """Finish what each host's interrupted or staged operation left (in the
-        background, for the timer: a drain may last minutes)."""
-        pending = [host for host, report in survey.reports.items()
-                   if report.operation and not report.operation.busy]
-        if not pending:
-            return
-        for host in pending:
-            op = survey.reports[host].operation
-            assert op is not None
-            ctx.report(f"{host}: finishing its {'staged' if op.staged else 'interrupted'} "
-                       f"{op.verb}")
-            if op.phase == "start":
-                # Not READY yet: the host carries it to READY, then waits for the switch.
-                remote.ask(ctx, survey, host, command_lines.resume(), START_TIMEOUT)
-        self.switch_and_finish(ctx, survey, pending, background,
-                               START_TIMEOUT * (1 if background else 10))
+    def place_singletons(self, view: View) -> None:
+        """Where each singleton the config enables may run, for the worker hosts' agents:
+        DOGRAH_SINGLETON_HOSTS, else every host in DOGRAH_HOSTS' order."""
+        settings = view.ctx.settings
+        hosts = {role: list(settings.singleton_hosts_for(role))
+                 for role in settings.enabled_singletons}
+        text = wire.write(wire.Placement, {"format": 1, "hosts": hosts})
+        if view.snapshot.placement is None or view.snapshot.placement.value.decode() != text:
+            view.client.put(view.keys.placement, text)
+            view.ctx.report("singletons may run on: " + "; ".join(
+                f"{role} {', '.join(names) or 'none'}" for role, names in hosts.items()))
 
-    def change(self, ctx: Context, survey: Survey, args: Mapping[Host, Sequence[str]],
-               drain_timeout: float | None, background: bool = False) -> None:
-        """Each host stages ``args``, then the edge switches to them and they finish. A
-        host lost on the way is left out."""
-        staged = remote.ask_each(ctx, survey, args, START_TIMEOUT)
-        waiting = [host for host, report in staged.items()
-                   if report.operation and report.operation.staged]
-        if waiting:
-            self.switch_and_finish(ctx, survey, waiting, background,
-                                   START_TIMEOUT + (0 if background else drain_timeout or 0))
+    def prune_releases(self, view: View) -> None:
+        """The releases every host makes: the newest DOGRAH_KEEP_RELEASES."""
+        keep = view.ctx.settings.keep_releases
+        for release_id in sorted(view.snapshot.releases)[:-keep or None]:
+            view.client.delete(view.keys.release(release_id))
 
-    def switch_and_finish(self, ctx: Context, survey: Survey, hosts: Collection[Host],
-                          background: bool, timeout: float) -> None:
-        """The edge sends to the READY workers the ``hosts`` staged (and every other host's
-        ready ones), then each of them drains and stops its leaving workers."""
-        self.switch_to(ctx, survey)
-        remote.ask_each(ctx, survey, {host: command_lines.resume(switched=True,
-                                                                 background=background)
-                                      for host in hosts if host in survey.reports}, timeout)
+    def follow(self, view: View, asked: Mapping[str, int], change: Change) -> dict[str, str]:
+        """Wait until every host ``asked`` has carried out its generation; what each did."""
+        drain = change.drain_timeout if change.drain_given else None
+        timeout = START_TIMEOUT + (view.ctx.settings.drain_timeout if drain is None
+                                   else drain) + START_TIMEOUT
+        done = self.wait(view, lambda survey: {
+            host.name: report.failed or "done" for host, report in survey.reports.items()
+            if host.name in asked and report.generation >= asked[host.name]
+            and report.operation is None}, set(asked), timeout)
+        for name, outcome in done.items():
+            if outcome != "done":
+                view.failed[name] = outcome
+        return {name: outcome for name, outcome in done.items() if outcome == "done"}
 
-    def switch_to(self, ctx: Context, survey: Survey) -> None:
-        """The edge's nginx sends to exactly the answering hosts' ready workers, weighed by
-        their live calls; the fleet record keeps the upstream."""
+    def wait(self, view: View, finished: Callable[[Survey], dict[str, str]], hosts: set[str],
+             timeout: float) -> dict[str, str]:
+        """Follow the registrations until each of ``hosts`` is ``finished`` (or left out:
+        its lease ended); each one's outcome."""
+        ctx = view.ctx
+        deadline = ctx.clock.monotonic() + timeout
+        said: dict[str, str] = {}
+        while True:
+            view.refresh()
+            outcome = {name: text for name, text in finished(view.survey).items()
+                       if name in hosts}
+            gone = {name for name in hosts if name in view.survey.unreachable()}
+            for host, report in view.survey.reports.items():
+                op = report.operation
+                doing = f"{op.verb} at its {op.phase} phase" if op else ""
+                if host.name in hosts and doing and said.get(host.name) != doing:
+                    ctx.report(f"{host}: {doing}")
+                    said[host.name] = doing
+            if set(outcome) | gone >= hosts:
+                return outcome
+            if ctx.clock.monotonic() >= deadline:
+                raise DograhError(f"{', '.join(sorted(hosts - set(outcome) - gone))} did not "
+                                  f"finish within {timeout:.0f}s; they go on by themselves "
+                                  "(follow them with: dograhctl status)")
+            ctx.clock.sleep(FOLLOW_EVERY)
+
+    def follow_registrations(self, ctx: Context, snapshot: Snapshot) -> str:
+        """The agent's turn: the upstream from ``snapshot``'s registrations."""
+        try:
+            with ctx.host.lock(ctx.report, 0):
+                return self.switch_to(ctx, Survey.of(ctx.settings, snapshot))
+        except Busy:
+            raise DograhError("another dograhctl is at work here; the next cycle tries "
+                              "again") from None
+
+    def switch_to(self, ctx: Context, survey: Survey, reweigh: bool = False) -> str:
+        """nginx sends to exactly the registered hosts' ready workers, weighed by their
+        live calls when the members change (or ``reweigh``); what changed, if anything.
+        With no ready worker anywhere, the upstream stays as it was."""
         ready = [(host, member) for host, report in survey.reports.items()
                  for member in report.members if member.ready]
         if not ready:
             raise DograhError("no worker host has a ready API worker to send to"
                               + "".join(f"; {host} {trouble.why}"
                                         for host, trouble in survey.trouble.items()))
-        weights = balance.weights({(host.address, m.port): m.calls for host, m in ready})
-        upstream = tuple(sorted((Member(host.address, m.port, weights[(host.address, m.port)])
-                                 for host, m in ready), key=lambda m: (m.address, m.port)))
-        if (front.apply(ctx, upstream, self.routes(ctx.settings))
-                or recorded_upstream(ctx) != upstream):
-            ctx.report("nginx upstream dograh_api: "
-                       + " ".join(member.endpoint for member in upstream))
-        ctx.store.save(Record(Fleet(upstream=upstream)))
+        recorded = recorded_upstream(ctx)
+        same = {(m.address, m.port) for m in recorded} == {(h.address, m.port)
+                                                            for h, m in ready}
+        if same and not reweigh:
+            upstream = recorded  # the weights stay: nginx keeps its own, exact counts
+        else:
+            weights = balance.weights({(host.address, m.port): m.calls for host, m in ready})
+            upstream = tuple(sorted((Member(host.address, m.port,
+                                            weights[(host.address, m.port)])
+                                     for host, m in ready), key=lambda m: (m.address, m.port)))
+        changed = front.apply(ctx, upstream, self.routes(ctx.settings, survey))
+        if upstream != recorded:
+            ctx.store.save(Record(Fleet(upstream=upstream)))
+        return "nginx upstream dograh_api: " + " ".join(m.endpoint for m in upstream) \
+            if changed or upstream != recorded else ""
 
-    def place_singletons(self, ctx: Context, survey: Survey, gone: frozenset[str],
-                         refuse: bool) -> dict[str, set[str]]:
-        """The singletons each host should run. A start is refused (or, for the timer,
-        put off) while a host that may run the singleton cannot be asked."""
-        for name in gone:
-            host = next(h for h in remote.hosts(ctx.settings) if h.name == name)
-            if host in survey.reports:
-                raise DograhError(f"{host} answers: it is not gone (--host-is-gone is for a "
-                                  "host that is dead for good)")
-            survey.trouble.pop(host, None)  # what it ran is the admin's word: gone
-        found = placement.singletons(ctx.settings, survey.running(),
-                                     [host.name for host in survey.trouble])
-        if refuse and found.refused:
-            raise DograhError(found.refused[0])
-        for line in found.held:
-            ctx.report(f"warning: {line}")
-        return found.placed
-
-    @staticmethod
-    def named(survey: Survey, name: str) -> Host:
-        return next(host for host in survey.reports if host.name == name)
-
-    def answer(self, ctx: Context, survey: Survey, verb: str = "") -> Answer:
-        upstream = recorded_upstream(ctx)
-        hosts = "; ".join(f"{name}: {text}" for name, text in survey.done.items())
-        failed = "".join(f"; {name} did not move ({why})" for name, why in survey.failed.items())
+    def answer(self, view: View, done: Mapping[str, str], verb: str) -> Answer:
+        upstream = recorded_upstream(view.ctx)
+        failed = "".join(f"; {name} did not move ({why})" for name, why in view.failed.items())
         left_out = "".join(f"; {name} is left out ({why})"
-                           for name, why in survey.unreachable().items())
+                           for name, why in view.survey.unreachable().items())
         text = (f"{verb}{len(upstream)} API workers behind the edge"
-                + (f" ({hosts})" if hosts else "") + failed + left_out)
-        data = {"upstream": [m.endpoint for m in upstream], "hosts": survey.done,
-                "failed": survey.failed, "down": survey.unreachable()}
-        return Answer(text, data, 1 if survey.failed else 0)
+                + (f" ({', '.join(sorted(done))} carried it out)" if done else "")
+                + failed + left_out)
+        data = {"upstream": [m.endpoint for m in upstream], "done": sorted(done),
+                "failed": view.failed, "down": view.survey.unreachable()}
+        return Answer(text, data, 1 if view.failed else 0)
+
+
+class View:
+    """One edge command's view of its cluster: a client, the latest snapshot read
+    through the roster, and the hosts that failed what they were asked."""
+
+    def __init__(self, ctx: Context, client: etcd.Client, keys: Keys) -> None:
+        self.ctx = ctx
+        self.client = client
+        self.keys = keys
+        self.failed: dict[str, str] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        try:
+            self.snapshot = cluster_state.read(self.client, self.keys)
+        except etcd.Unavailable as exc:
+            raise DograhError(f"the cluster's etcd does not answer ({exc}); nothing was "
+                              "changed") from None
+        self.survey = Survey.of(self.ctx.settings, self.snapshot)
+
+    def ask(self, changes: Mapping[str, Mapping[str, Any]], change: Change) -> dict[str, int]:
+        """Each host's desired state, ``changes`` on top of what it was asked before, one
+        generation on; the generation each host must reach."""
+        asked = {}
+        for name, fields in changes.items():
+            kv = self.snapshot.desired.get(name)
+            before = self.snapshot.desired_for(name)
+            desired = before.dict() if before else {
+                "format": 1, "generation": 0, "api": 0, "release": None,
+                "unknown_migrations": False, "restart": 0}
+            desired.update(fields)
+            desired["generation"] += 1
+            desired["drain"] = {"timeout": int(change.drain_timeout) if change.drain_given
+                                and change.drain_timeout is not None else None,
+                                "stop_at_once": change.drain_given
+                                and change.drain_timeout is None}
+            if desired["api"] > MAX_API_WORKERS:
+                raise DograhError(f"{name}: {desired['api']} API workers is more than "
+                                  f"{MAX_API_WORKERS}")
+            text = wire.write(wire.Desired, desired)
+            try:
+                written = self.client.replace(self.keys.desired(name), text,
+                                              kv.mod_revision if kv else 0)
+            except etcd.Unavailable as exc:
+                raise DograhError(f"the cluster's etcd does not answer ({exc})") from None
+            if not written:
+                raise DograhError(f"another edge changed what {name} is asked meanwhile; "
+                                  "run the command again")
+            asked[name] = desired["generation"]
+        self.refresh()
+        return asked
 
 
 def recorded_upstream(ctx: Context) -> tuple[Member, ...]:
@@ -417,19 +512,26 @@ def recorded_upstream(ctx: Context) -> tuple[Member, ...]:
     return record.fleet.upstream if record else ()
 
 
-def status_text(survey: Survey, upstream: tuple[Member, ...], mismatches: list[str],
+def status_text(survey: Survey, snapshot: Snapshot, leaders: Mapping[str, Any],
+                upstream: tuple[Member, ...], mismatches: list[str],
                 generations: list[str]) -> str:
     lines = []
     for host, report in survey.reports.items():
-        lines.append(f"Host {host}:")
+        lines.append(f"Host {host}:" + (f" runs release {report.release}"
+                                        if report.release else ""))
         lines += [f"  {unit.unit:40} {unit.active}/{unit.sub:9} {unit.status}"
                   for unit in report.units]
     lines += [f"Host {host}: DOWN ({trouble.why})" if not trouble.answers
               else f"Host {host}: UNHEALTHY ({trouble.why})"
               for host, trouble in survey.trouble.items()]
+    for role, leader in leaders.items():
+        holder = leader["holder"] or "nobody"
+        lines.append(f"Singleton {role}: held by {holder} (revision {leader['revision']})")
+    lines.append("Edges alive: " + (", ".join(snapshot.live_edges()) or "none"))
     lines.append("nginx upstream dograh_api: " + (" ".join(m.endpoint for m in upstream)
                                                    or "(none)"))
     lines += generations
     lines += ["Mismatches:", *(f"  {line}" for line in mismatches)] if mismatches \
         else ["No mismatches."]
     return "\n".join(lines)
+

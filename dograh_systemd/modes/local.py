@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import (
-    devops_secret,
+    app_secrets,
     doctor,
     metrics,
     operation,
@@ -42,6 +42,8 @@ from .mode import Answer, Change, Mode, ReleaseRequest
 class LocalFleet(Mode):
     # The fewest API workers this host may run.
     api_min = 1
+    # This host's own nginx carries its calls (a worker host's edges carry them).
+    nginx_front = True
 
     # -- the verbs ---------------------------------------------------------------------
 
@@ -56,7 +58,8 @@ class LocalFleet(Mode):
             ctx.report("the unit files or the app's environment changed: every process of "
                        f"{', '.join(op.roll)} moves onto them, dropping no call")
         self.preflight(ctx, op, change.force)
-        return self.done(ctx, operation.begin(ctx, self.steps(), op, stage=change.stage))
+        return self.done(ctx, operation.begin(ctx, self.steps(ctx.settings), op,
+                                              stage=change.stage))
 
     def restart(self, ctx: Context, change: Change) -> Answer:
         """A fleet the admin stopped (systemctl stop dograh.target) is not started:
@@ -106,7 +109,9 @@ class LocalFleet(Mode):
         with ctx.host.lock(ctx.report, lock.WAIT):
             self.prune(ctx)
         return Answer(f"release {release.id} is ready: {release.version} from {source}, "
-                      f"{release.size // (1 << 20)} MiB", self.releases_data(ctx))
+                      f"{release.size // (1 << 20)} MiB"
+                      + "".join(f"; note: {note}" for note in release.notes),
+                      self.releases_data(ctx))
 
     def releases(self, ctx: Context) -> Answer:
         fleet = recorded(ctx).fleet
@@ -121,7 +126,9 @@ class LocalFleet(Mode):
                          f"{built:%Y-%m-%d %H:%M}Z {release.size / (1 << 20):7.1f} MiB  "
                          f"{release.source}{'@' + release.ref if release.ref else ''}"
                          + (f"  ({', '.join(marks)})" if marks else "")
-                         + (f"\n  {release.why}" if release.why else ""))
+                         + (f"\n  {release.why}" if release.why else "")
+                         + "".join(f"\n  note: {note}" for note in release.notes))
+        lines += [f"{name:20} damaged: {why}" for name, why in releases.damaged(ctx).items()]
         return Answer("\n".join(lines) or "no releases yet (dograhctl release make)",
                       self.releases_data(ctx))
 
@@ -160,7 +167,8 @@ class LocalFleet(Mode):
                                             change.drain_timeout,
                                             self.singletons(onto, fleet, change), self.api_min))
         self.preflight(onto, op, change.force)
-        answer = self.done(onto, operation.begin(onto, self.steps(), op, stage=change.stage),
+        answer = self.done(onto, operation.begin(onto, self.steps(onto.settings), op,
+                                                 stage=change.stage),
                            {"restart": "restarted: ", "deploy": "deployed: "}[verb])
         if verb == "deploy" and not answer.text.startswith("staged"):
             self.prune(onto)
@@ -181,13 +189,14 @@ class LocalFleet(Mode):
         return metrics.for_fleet(ctx, self.collect(ctx)).text()
 
     def checks(self, ctx: Context) -> list[doctor.Check]:
-        return doctor.for_workers(ctx, units.by_name(self.unit_files(ctx)))
+        return doctor.for_workers(ctx, units.by_name(self.unit_files(ctx)), self.nginx_front)
 
     def collect(self, ctx: Context) -> status.FleetStatus:
         record = recorded(ctx)
         waiting = self.waiting(record.operation) if record.operation else ""
         return status.collect(ctx, record, units.by_name(self.unit_files(ctx)), waiting,
-                              self.mismatches(ctx))
+                              self.mismatches(ctx), self.held_roles(ctx.settings),
+                              front=self.nginx_front)
 
     def render(self, ctx: Context, root: Path, dry_run: bool) -> dict[Path, str]:
         """Every generated file under ``root``. On the live root, only what moves no
@@ -238,12 +247,15 @@ class LocalFleet(Mode):
         """Options that belong to another mode are refused."""
         if change.per_host:
             self.refuse("--host", "is for an edge (a host with DOGRAH_HOSTS)")
-        if change.gone:
-            self.refuse("--host-is-gone", "is for an edge (a host with DOGRAH_HOSTS)")
+
+    def held_roles(self, settings: Settings) -> frozenset[str]:
+        """Roles whose units another part of this host starts and stops (a cluster's
+        singletons, which its agent holds by lease): the fleet leaves them be."""
+        return frozenset()
 
     def singletons(self, ctx: Context, fleet: Fleet, change: Change) -> frozenset[str] | None:
         """The singletons this host runs; None: as the config switches them."""
-        return change.singletons
+        return None
 
     def preflight(self, ctx: Context, op: Operation, force: bool) -> None:
         """Every check, before the first change: memory and free ports."""
@@ -319,7 +331,7 @@ class LocalFleet(Mode):
             return record, None
         ctx.report(f"finishing {'a staged' if op.staged else 'an interrupted'} {op.verb} "
                    f"(at its {op.phase.value} phase)")
-        outcome = operation.carry_out(ctx, self.steps(), op, switched=switched)
+        outcome = operation.carry_out(ctx, self.steps(ctx.settings), op, switched=switched)
         if outcome.staged:
             return Record(op.previous, outcome.operation), outcome
         return Record(outcome.operation.target), outcome
@@ -333,9 +345,10 @@ class LocalFleet(Mode):
         self.after(ctx, outcome)
         return Answer(verb + text, self.report_data(ctx, outcome))
 
-    def steps(self) -> operation.Steps:
-        """What the phase machine is lent: this mode's switch and the host's own units."""
-        return operation.Steps(self.switch, self.started_units)
+    def steps(self, settings: Settings) -> operation.Steps:
+        """What the phase machine is lent: this mode's switch, the host's own units, and
+        the roles it leaves be."""
+        return operation.Steps(self.switch, self.started_units, self.held_roles(settings))
 
     def plan(self, ctx: Context, fleet: Fleet, request: Request) -> Operation:
         rendered = units.by_name(self.unit_files(ctx))
@@ -365,7 +378,10 @@ class LocalFleet(Mode):
         seen = units.on_host(ctx.host, (r.role for r in settings.roles.values()))
         states = ctx.systemd.show(seen)
         fleet_units = {}
+        held = self.held_roles(settings)
         for name, role_settings in settings.roles.items():
+            if name in held:
+                continue
             role = role_settings.role
             fleet_units[name] = tuple(unit for unit in seen if role.names(unit) and (
                 states[unit].running or states[unit].enabled == "enabled"))
@@ -387,8 +403,8 @@ class LocalFleet(Mode):
 
     @staticmethod
     def make_secret(ctx: Context) -> None:
-        """A Dograh checkout's API needs a DOGRAH_DEVOPS_SECRET: make one if it has none."""
-        done = devops_secret.ensure(ctx.files, ctx.settings)
+        """A Dograh layout's API needs its secrets: make those it has none of."""
+        done = app_secrets.ensure(ctx.files, ctx.settings)
         if done:
             ctx.report(done)
 

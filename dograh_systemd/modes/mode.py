@@ -8,13 +8,15 @@ it works for.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .. import doctor, paths, templates
+from .. import doctor, etcd, paths, templates
+from ..cluster import agent
 from ..config import Settings
 from ..context import Context
 from ..errors import DograhError
@@ -29,12 +31,12 @@ class Change:
     pools: Mapping[str, int] = field(default_factory=dict)
     force: bool = False                   # start even when memory looks short
     drain_timeout: float | None = 300.0   # None: leaving workers stop at once
+    # The admin gave the drain timeout (or --no-drain): an edge asks it of every host,
+    # which otherwise drains for its own DRAIN_TIMEOUT.
+    drain_given: bool = False
     stage: bool = False                   # stop once the new units are READY
-    # An edge's: API workers per host, and hosts the admin says are gone for good.
+    # An edge's: API workers per host.
     per_host: Mapping[str, int] = field(default_factory=dict)
-    gone: frozenset[str] = frozenset()
-    # A worker host's: the singletons its edge places here.
-    singletons: frozenset[str] | None = None
     # A rollback's: go back even though the newer release ran migrations the older
     # one does not know.
     unknown_migrations: bool = False
@@ -125,6 +127,23 @@ class Mode(ABC):
     @abstractmethod
     def checks(self, ctx: Context) -> list[doctor.Check]:
         """What doctor checks on this host."""
+
+    # Whether a changing verb holds this host's lock from start to end (an edge takes it
+    # only for its own steps: its agent renders nginx while the hosts carry a change out).
+    holds_lock: ClassVar[bool] = True
+
+    def duty(self, ctx: Context, refresh: Callable[[], Context]
+             ) -> tuple[etcd.Client, agent.Duty]:
+        """What this host's agent does in its cluster, and its client of etcd; ``refresh``
+        gives the context as the config stands now."""
+        raise DograhError("this host is in no cluster (DOGRAH_ETCD_ENDPOINTS is not set): "
+                          "it runs no agent")
+
+    def agent(self, ctx: Context, stop: threading.Event, refresh: Callable[[], Context]
+              ) -> None:
+        """This host's agent in its cluster, until ``stop``."""
+        client, duty = self.duty(ctx, refresh)
+        agent.serve(ctx, client, duty, stop)
 
     def routes(self, settings: Settings) -> tuple[Route, ...]:
         """Where the site sends the paths singletons serve (Dograh's UI)."""

@@ -17,18 +17,13 @@ from ..operation import Outcome
 from ..record import Fleet, Operation, Phase, nginx_files
 from ..upstream import Member, Route, dial_address
 from .local import LocalFleet, live_calls, recorded
-from .mode import Answer, Change
+from .mode import Answer
 
 # While weights are uneven, the upstream is weighed again this many seconds later.
 REBALANCE_AFTER = 60
 
 
 class SingleHost(LocalFleet):
-
-    def check_options(self, change: Change) -> None:
-        super().check_options(change)
-        if change.singletons is not None:
-            self.refuse("--singletons", "is what an edge passes its worker hosts")
 
     def switch(self, ctx: Context, op: Operation, switched: bool) -> bool:
         if op.target.upstream:
@@ -93,7 +88,7 @@ class SingleHost(LocalFleet):
                                                for m in fleet.upstream))
         if target != fleet:
             installed = units.installed(ctx.files, ctx.settings)
-            operation.begin(ctx, self.steps(), self.with_nginx(ctx, Operation(
+            operation.begin(ctx, self.steps(ctx.settings), self.with_nginx(ctx, Operation(
                 verb="rebalance", started=ctx.clock.time(), phase=Phase.START, target=target,
                 previous=fleet, units=installed, previous_units=installed)))
         follow_up(ctx, target)

@@ -1,57 +1,67 @@
-"""A worker host: API workers on this host's own address, behind its edge's nginx.
+"""A worker host: API workers on this host's own address, behind its cluster's edges.
 
-The switch is the edge's: every change here stops once the new workers are
-READY (staged), and only the edge, having sent its traffic to them, lets the
-old ones drain and stop (``resume --switched``). So no worker is stopped while
-the edge may still route to it, whoever started the change: the edge, the
-admin here, or the package's upgrade. The edge's dograh-cluster.timer
-finishes a change staged here within 15 s.
+The switch is the edges': every change here stops once the new workers are
+READY (staged), and only once every live edge's nginx sends to them do the old
+ones drain and stop (``resume --switched``, which this host's agent runs). So no
+worker is stopped while an edge may still route to it, whoever started the
+change: the edges (through the desired state the agent carries out), the admin
+here, or the package's upgrade.
 
-Every answer the edge reads is a wire.HostReport; the firewall lets the edge
-alone reach the worker ports.
+This host's agent (dograh-agent.service, cluster/worker.py) registers it in
+etcd, runs the singletons it holds by lease (they are the agent's, not the
+fleet's), and carries out what the edges ask; the firewall lets the edges alone
+reach the worker ports.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, firewall, paths, releases, templates, wire
+from .. import __version__, doctor, etcd, firewall, paths, releases, templates, wire
+from ..cluster import agent, members
+from ..cluster.keys import Keys
+from ..cluster.worker import WorkerDuty
 from ..config import Settings
 from ..context import Context
 from ..errors import DograhError
 from ..operation import Outcome
 from ..record import Fleet, Operation, Phase
 from ..status import FleetStatus
-from .local import LocalFleet, recorded, summary
+from .local import LocalFleet, recorded
 from .mode import Answer, Change
 
 
 class WorkerHost(LocalFleet):
-    host_units = (paths.FIREWALL_UNIT, *LocalFleet.host_units)
-    # Its edge spreads the API workers: a worker host may run none.
+    host_units = (paths.FIREWALL_UNIT, paths.AGENT_UNIT, *LocalFleet.host_units)
+    # Its edges spread the API workers: a worker host may run none, and their nginx
+    # carries the calls.
     api_min = 0
+    nginx_front = False
 
     def switch(self, ctx: Context, op: Operation, switched: bool) -> bool:
         return switched
 
     def waiting(self, op: Operation) -> str:
-        return (f"a staged {op.verb} waits for the edge to send to this host's new workers; "
-                "the edge's dograh-cluster.timer finishes it within 15 s (or run on the "
-                "edge: dograhctl rebalance)")
+        return (f"a staged {op.verb} waits for the edges to send to this host's new workers; "
+                f"its agent finishes it once they do ({paths.AGENT_UNIT})")
 
     def singletons(self, ctx: Context, fleet: Fleet, change: Change) -> frozenset[str] | None:
-        """Where the edge placed them; until it says, the ones that run here now."""
-        if change.singletons is not None:
-            return change.singletons
-        return frozenset(role for role in ctx.settings.singletons if fleet.of(role))
+        """None in the fleet: the agent runs those this host holds by lease."""
+        return frozenset()
+
+    def held_roles(self, settings: Settings) -> frozenset[str]:
+        return frozenset(settings.singletons)
 
     def standing(self, settings: Settings) -> templates.Standing:
-        # Its processes start only once its firewall lets the edge alone in; a routed
-        # singleton listens where the edge reaches it; nginx connects from the edge.
-        assert settings.edge is not None  # what makes this host a worker host
+        # Its processes start only once its firewall lets the edges alone in; a routed
+        # singleton listens where the edges reach it, and is the agent's to start; nginx
+        # connects from the edges.
         return templates.Standing(host_units=self.host_units, firewall=paths.FIREWALL_UNIT,
-                                  route_host=settings.host, trusted_proxy=settings.edge)
+                                  holder=paths.AGENT_UNIT, agent_watchdog=agent.WATCHDOG,
+                                  route_host=settings.host,
+                                  trusted_proxy=",".join(settings.edges))
 
     def preflight(self, ctx: Context, op: Operation, force: bool) -> None:
         firewall.apply(ctx, self.standing(ctx.settings),
@@ -84,24 +94,30 @@ class WorkerHost(LocalFleet):
         return ["the firewall's nftables table inet dograh is missing: the worker ports are "
                 f"open to the network; put it back with: systemctl restart {paths.FIREWALL_UNIT}"]
 
+    def checks(self, ctx: Context) -> list[doctor.Check]:
+        return [doctor.for_cluster(ctx), *super().checks(ctx)]
+
     def rebalance(self, ctx: Context) -> Answer:
-        raise DograhError("a worker host has no nginx upstream: its edge weighs it "
+        raise DograhError("a worker host has no nginx upstream: its edges weigh it "
                           "(dograhctl rebalance there)")
 
-    # -- what the edge reads ----------------------------------------------------------
+    # -- its agent ------------------------------------------------------------------------
 
-    def status_data(self, ctx: Context, found: FleetStatus) -> object:
-        return self.report(ctx, found, None)
+    def duty(self, ctx: Context, refresh: Callable[[], Context]
+             ) -> tuple[etcd.Client, WorkerDuty]:
+        settings = ctx.settings
+        client = members.client(ctx)
 
-    def report_data(self, ctx: Context, outcome: Outcome | None) -> object:
-        return self.report(ctx, self.collect(ctx), outcome)
+        def registration() -> dict[str, Any]:
+            now = refresh()
+            return self.registration(now, self.collect(now))
+        return client, WorkerDuty(ctx, client, Keys(settings.cluster), registration,
+                                  [settings.role(name).role
+                                   for name in settings.enabled_singletons])
 
-    def releases_data(self, ctx: Context) -> object:
-        return self.report(ctx, self.collect(ctx), None)
-
-    def report(self, ctx: Context, found: FleetStatus, outcome: Outcome | None
-               ) -> dict[str, Any]:
-        """This host as its edge sees it: wire.HostReport."""
+    def registration(self, ctx: Context, found: FleetStatus) -> dict[str, Any]:
+        """This host as its edges see it: wire.HostReport, but for what the agent adds
+        (what it carried out)."""
         record = recorded(ctx)
         op = record.operation
         # Where the edge should send: the new workers once they are READY.
@@ -115,7 +131,7 @@ class WorkerHost(LocalFleet):
         singletons = [role for role in ctx.settings.singletons
                       if any(item.active in ("active", "activating", "deactivating",
                                               "reloading") for item in found.roles[role])]
-        report = {
+        return {
             "format": wire.FORMAT, "version": __version__,
             "cpus": ctx.host.machine.cpus(),
             "bases": sorted({ctx.settings.base_port, serving.base_port} - {0}),
@@ -126,10 +142,6 @@ class WorkerHost(LocalFleet):
             "operation": {"verb": op.verb, "phase": op.phase.value, "staged": op.staged,
                           "busy": ctx.host.lock_holder() is not None} if op else None,
             "mismatches": [line[:500] for line in found.mismatches],
-            "summary": None, "cut": None, "release": serving.release,
-            "releases": [{"id": r.id, "state": r.state} for r in releases.listing(ctx)]}
-        if outcome is not None:
-            report["summary"] = summary(ctx.settings, outcome)
-            report["cut"] = {"calls": outcome.cut.calls,
-                             "uncounted": list(outcome.cut.uncounted)}
-        return report
+            "release": serving.release, "previous_release": serving.previous_release,
+            "releases": [{"id": r.id, "state": r.state, "commit": r.commit}
+                         for r in releases.listing(ctx)]}

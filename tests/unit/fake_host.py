@@ -11,8 +11,8 @@ on nothing more happens, as for a killed process. Two rules are checked as
 they happen: nginx never sends to a worker that is not READY, and no API
 worker stops while nginx still sends to it.
 
-Several fake hosts make a cluster: ``ssh root@ADDRESS dograhctl ...`` on the
-edge runs the real CLI in-process against the worker host of that address.
+Several fake hosts make a cluster on one fake etcd (fake_etcd.py), each with its
+agent, which goes round whenever a command sleeps.
 """
 
 from __future__ import annotations
@@ -23,22 +23,30 @@ import os
 import re
 import shlex
 import subprocess
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dograh_systemd import cli, paths
+from dograh_systemd import cli, config, modes, paths
+from dograh_systemd.cluster.agent import Agent
+from dograh_systemd.cluster.keys import Keys
+from dograh_systemd.context import Context
+from dograh_systemd.etcd import Client, Credentials
+from dograh_systemd.facts import gather
 from dograh_systemd.host import Clock, Host
-from dograh_systemd.host.commands import Completed
+from dograh_systemd.host.commands import Completed, run_here
 from dograh_systemd.host.files import Files
 from dograh_systemd.host.machine import Machine, NginxWorker
+from dograh_systemd.roles import Kind, of_kind
 from dograh_systemd.worker import contract
 from dograh_systemd.worker.contract import Load
+
+from .fake_etcd import FakeEtcd, connect
 
 CONFIG = Path("/etc/dograh/dograh.env")
 REPO = Path(__file__).resolve().parents[2]
 GB = 1 << 30
+SINGLETON_UNITS = {role.unit_file for role in of_kind(Kind.SINGLETON)}
 
 
 class Killed(BaseException):
@@ -58,12 +66,15 @@ class Unit:
     cwd: Path | None = None
     exited: float = 0.0  # when its main process last ended (a oneshot's, a deploy's)
     published: bool = True  # it has written its Status line (a worker just started has not)
+    exit_status: int = 0
 
 
 class FakeClock(Clock):
     def __init__(self, host: FakeHost) -> None:
-        self.host = host
+        self.hosts = [host]
         self.now = 1_700_000_000.0
+        # What else goes on while a command sleeps (a cluster's agents), or nothing.
+        self.meanwhile: Callable[[], None] = lambda: None
 
     def time(self) -> float:
         return self.now
@@ -73,7 +84,9 @@ class FakeClock(Clock):
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
-        self.host.tick()
+        for host in self.hosts:
+            host.tick()
+        self.meanwhile()
 
 
 class FakeFiles(Files):
@@ -178,6 +191,11 @@ class FakeHost(Host):
         self.nginx_tests_fail = False
         self.nft_table = False
         self.background: list[list[str]] = []  # dograhctl commands run as transient units
+        self.transient: list[str] = []           # ... and the units they run in
+        self.ran: list[list[str]] = []           # every one of them run so far
+        self.stdin: list[str | None] = []        # what each program was given to read
+        self.journal: dict[str, str] = {}        # a unit's last line in the journal
+        self.etcd_client: Callable[..., object] | None = None
         self.address = address
         self.cluster: FakeCluster | None = None
         self.commands: dict[str, Callable[[list[str]], Completed]] = {}
@@ -224,9 +242,19 @@ class FakeHost(Host):
         return code, out.getvalue(), err.getvalue()
 
     def run_background(self) -> list[tuple[int, str, str]]:
-        """What was started as transient units, run now, in order."""
+        """What was started as transient units, run now, in order; each unit then ends
+        as its command did."""
         jobs, self.background = self.background, []
-        return [self.dograhctl(*job) for job in jobs]
+        units, self.transient = self.transient, []
+        done = []
+        self.ran += jobs
+        for job, unit in zip(jobs, units, strict=True):
+            code, out, err = self.dograhctl(*job)
+            self.units[unit] = Unit("active", "exited", exit_status=code) if code == 0 \
+                else Unit("failed", "failed", exit_status=code)
+            self.journal[unit] = (err.strip().splitlines() or [""])[-1]
+            done.append((code, out, err))
+        return done
 
     # -- the log, and SIGKILL -----------------------------------------------------------
 
@@ -245,13 +273,21 @@ class FakeHost(Host):
 
     # -- the runner: every program dograhctl starts -------------------------------------
 
-    def run_command(self, argv: Sequence[str], timeout: float | None = None) -> Completed:
+    def etcd(self, endpoints: Sequence[str], ca: Path | None,
+             credentials: Credentials | None) -> Client:
+        assert self.etcd_client is not None, "etcd from a host outside a cluster"
+        return self.etcd_client(endpoints, ca, credentials)  # type: ignore[no-any-return]
+
+    def run_command(self, argv: Sequence[str], timeout: float | None = None,
+                    input: str | None = None) -> Completed:
         argv = list(argv)
+        self.stdin.append(input)
         program, args = argv[0], argv[1:]
         if program == "systemctl":
             return self._systemctl(args)
         if program == "journalctl":
-            return Completed(0, "app: database unreachable\n", "")
+            unit = args[args.index("-u") + 1] if "-u" in args else ""
+            return Completed(0, self.journal.get(unit, "app: database unreachable") + "\n", "")
         if program == "systemd-run":
             return self._systemd_run(args)
         if program == "nginx":
@@ -262,11 +298,10 @@ class FakeHost(Host):
             return Completed(0, "", "")
         if program == "nft":
             return self._nft(args)
-        if program == "ssh":
-            assert self.cluster is not None, "ssh from a host outside a cluster"
-            return self.cluster.ssh(argv, timeout)
         if program in self.commands:
             return self.commands[program](args)
+        if program == "git":  # it only reads: the tests' repositories are real
+            return run_here(argv, timeout)
         if program in ("dpkg-query", "certbot", "openssl"):
             return Completed(1, "", f"{program}: nothing of it here")
         raise AssertionError(f"unexpected command {argv}")
@@ -276,10 +311,12 @@ class FakeHost(Host):
             return self._run_as_a_service(args)
         unit = next((a.split("=", 1)[1] for a in args if a.startswith("--unit=")), "")
         self.event(f"systemd-run --unit={unit}")
-        if unit == paths.DEPLOY_UNIT:
+        if unit in (paths.DEPLOY_UNIT, paths.CONVERGE_UNIT):
             command = args[args.index("--") + 1:]
             config = command.index("--config")
             self.background.append(["--config", command[config + 1], *command[config + 2:]])
+            self.units[unit] = Unit("active", "running")
+            self.transient.append(unit)
         return Completed(0, "", "")
 
     def _run_as_a_service(self, args: list[str]) -> Completed:
@@ -353,7 +390,7 @@ class FakeHost(Host):
                 f"MainPID={unit.pid}\nMemoryCurrent={50 * 1024 * 1024}\nStatusText={status}\n"
                 f"UnitFileState={'enabled' if unit.enabled else 'disabled'}\n"
                 f"ActiveEnterTimestamp=@{int(unit.since)}\nNRestarts={unit.restarts}\n"
-                f"ExecMainExitTimestamp=@{int(unit.exited)}")
+                f"ExecMainExitTimestamp=@{int(unit.exited)}\nExecMainStatus={unit.exit_status}")
 
     def _enable(self, name: str) -> None:
         if name.startswith("dograh-") and name != paths.TARGET:
@@ -387,13 +424,21 @@ class FakeHost(Host):
             return
         self.event(f"stop {name}")
         port = _port(name)
-        sends = self.cluster.edge.upstream if self.cluster else self.upstream
+        sends = set().union(*(edge.upstream for edge in self.cluster.edges.values())) \
+            if self.cluster else self.upstream
         if port is not None and ((self.cluster is None and any(p == port for _, p in sends))
                                  or (self.address, port) in sends):
             self.violations.append(f"{name} stopped while nginx still sends to it")
         if unit.load.websockets:
             self.log.append(f"cut {unit.load.websockets} calls of {name}")
         unit.active, unit.sub, unit.pid, unit.load = "inactive", "dead", 0, Load(0, 0)
+
+    def _kill(self, name: str) -> None:
+        unit = self.units.get(name)
+        if unit is None or unit.active == "inactive":
+            return
+        self.event(f"kill {name}")
+        unit.active, unit.sub, unit.pid = "failed", "failed", 0
 
     def _restart(self, name: str) -> None:
         self.event(f"restart {name}")
@@ -462,52 +507,115 @@ class FakeHost(Host):
 
 
 class FakeCluster:
-    """An edge and its worker hosts; ssh from the edge runs the real dograhctl of a
-    worker host in-process, one at a time."""
+    """Edges and worker hosts on one fake etcd, on one clock. Each host's agent goes
+    round whenever a command sleeps (the edge's verbs wait so) and at ``turn``; the
+    transient units an agent starts run right after its turn."""
 
-    def __init__(self, edge: FakeHost, workers: dict[str, FakeHost]) -> None:
-        self.edge = edge
+    def __init__(self, edges: dict[str, FakeHost], workers: dict[str, FakeHost]) -> None:
+        self.edges = edges
         self.workers = workers
-        self.down: set[str] = set()
-        # What a worker host's dograhctl is replaced by (a host that lies to its edge).
-        self.impostors: dict[str, Callable[[list[str]], Completed]] = {}
-        self.calls: list[str] = []
-        self.timeouts: list[float | None] = []  # how long the edge waited for each call
-        self._one_at_a_time = threading.Lock()
-        for host in (edge, *workers.values()):
-            host.cluster = self
+        self.hosts = {**edges, **workers}
+        self.clock = next(iter(self.hosts.values())).clock
+        self.clock.hosts = list(self.hosts.values())
+        self.clock.meanwhile = self.turn
+        self.etcd = FakeEtcd(lambda: self.clock.now)
+        self.agents: dict[str, Agent] = {}
+        self.stopped: set[str] = set()  # hosts whose agent does not run (powered off)
+        self.said: dict[str, list[str]] = {name: [] for name in self.hosts}
+        self._turning = False
+        for name, host in self.hosts.items():
+            host.cluster, host.clock = self, self.clock
+            host.etcd_client = connect(self.etcd, name)
+
+    @property
+    def edge(self) -> FakeHost:
+        return next(iter(self.edges.values()))
 
     def at(self, address: str) -> FakeHost | None:
         return next((host for host in self.workers.values() if host.address == address), None)
 
-    def ssh(self, argv: list[str], timeout: float | None) -> Completed:
-        target = next(a for a in argv if a.startswith("root@"))
-        address = target.removeprefix("root@")
-        name = next(n for n, host in self.workers.items() if host.address == address)
-        args = shlex.split(argv[-1])[1:]
-        with self._one_at_a_time:
-            self.calls.append(f"{name} {' '.join(args)}")
-            self.timeouts.append(timeout)
-            if name in self.down:
-                return Completed(255, "", f"ssh: connect to host {address} port 22: "
-                                          "Connection timed out\n")
-            if name in self.impostors:
-                return self.impostors[name](args)
-            try:
-                code, out, err = self.workers[name].dograhctl(*args)
-            except Killed:
-                return Completed(137, "", "")  # the remote shell's word for a SIGKILL
-            return Completed(code, out, err)
+    def agent(self, name: str) -> Agent:
+        """``name``'s agent, as its dograh-agent.service would run it."""
+        if name not in self.agents:
+            host = self.hosts[name]
+
+            def ctx() -> Context:
+                settings = config.load(CONFIG, files=host.files, machine=host.machine)
+                return Context(settings, self.said[name].append, host, gather(host))
+            first = ctx()
+            client, duty = modes.choose(first.settings).duty(first, ctx)
+            self.agents[name] = Agent(client, Keys(first.settings.cluster), duty, self.clock,
+                                      self.said[name].append)
+        return self.agents[name]
+
+    def turn(self) -> None:
+        """Every running agent's cycle, then what each started."""
+        if self._turning:
+            return
+        self._turning = True
+        try:
+            for name, host in self.hosts.items():
+                if name not in self.stopped:
+                    self.agent(name).cycle()
+                    host.run_background()
+        finally:
+            self._turning = False
+
+    def run(self, seconds: float) -> None:
+        """``seconds`` of the cluster's life, a second at a time."""
+        for _ in range(int(seconds)):
+            self.clock.sleep(1)
+
+    def power_off(self, name: str) -> None:
+        """The host is gone: its agent runs no more, its units and its nginx with it."""
+        self.stopped.add(name)
+        host = self.hosts[name]
+        for unit in host.units.values():
+            unit.active, unit.sub, unit.pid = "inactive", "dead", 0
+        host.nginx_running, host.upstream = False, set()
+
+    def restart_agent(self, name: str) -> None:
+        """systemctl restart dograh-agent: its singletons stop with it (BindsTo=), its
+        lease goes back, and a new agent starts."""
+        agent = self.agents.pop(name)
+        host = self.hosts[name]
+        for unit_name, unit in host.units.items():
+            if unit_name in SINGLETON_UNITS:
+                unit.active, unit.sub, unit.pid = "inactive", "dead", 0
+        agent.stop()
 
 
-def edge_host(root: Path, address: str, config: str) -> FakeHost:
-    """An edge with its config and the cluster's SSH key, root's alone."""
-    edge = FakeHost(root, address)
-    edge.configure(config)
-    key = edge.files.path(Path("/etc/dograh/cluster_key"))
-    key.write_text("a key\n")
-    key.chmod(0o600)
-    return edge
+ETCD_ENDPOINTS = 'DOGRAH_ETCD_ENDPOINTS="https://10.0.0.10:2379"\n'
+
+
+def make_cluster(root: Path, edges: dict[str, str], workers: dict[str, str],
+                 edge_config: str = "", worker_config: str = "") -> FakeCluster:
+    """Edges and worker hosts (name -> address) configured as an admin would: every
+    host names its cluster's etcd and itself, each edge its worker hosts, each worker
+    host the edges and its own address."""
+    roster = " ".join(f"{name}={address}" for name, address in workers.items())
+    front = " ".join(edges.values())
+    return FakeCluster(
+        {name: cluster_host(root / name, address,
+                            f'{ETCD_ENDPOINTS}DOGRAH_HOST_NAME={name}\nDOGRAH_HOSTS="{roster}"\n'
+                            + edge_config) for name, address in edges.items()},
+        {name: cluster_host(root / name, address,
+                            f'{ETCD_ENDPOINTS}DOGRAH_HOST_NAME={name}\nDOGRAH_EDGE="{front}"\n'
+                            f"UVICORN_HOST={address}\n" + worker_config)
+         for name, address in workers.items()})
+
+
+def cluster_host(root: Path, address: str, config: str) -> FakeHost:
+    """A host of a cluster: its config, its etcd password (root's alone) and the CA."""
+    host = FakeHost(root, address)
+    host.configure(config)
+    for path, mode in ((paths.ETCD_DIR / "password", 0o600), (paths.ETCD_DIR / "ca.crt", 0o644)):
+        target = host.files.path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("secret\n")
+        target.chmod(mode)
+    return host
+
 
 def _port(name: str) -> int | None:
     match = re.fullmatch(r"dograh-api@(\d+)\.service", name)

@@ -53,7 +53,8 @@ def test_bad_arguments_are_one_line_errors(host: FakeHost, args: list[str]) -> N
 @pytest.mark.parametrize("pair", ["worker1=²", "worker1=٣", "worker1=-1", "worker1=65",
                                   "worker1", "=3"])
 def test_a_bad_host_count_is_one_line(host: FakeHost, pair: str) -> None:
-    host.configure('DOGRAH_HOSTS="worker1=10.0.0.11"\n')
+    host.configure('DOGRAH_HOSTS="worker1=10.0.0.11"\n'
+                   "DOGRAH_ETCD_ENDPOINTS=https://10.0.0.10:2379\n")
     code, _out, err = host.dograhctl("scale", "--host", pair)
     assert code == 1, err
     assert err.startswith("dograhctl: --host ") and len(err.strip().splitlines()) == 1

@@ -9,6 +9,8 @@ from dograh_systemd import config, roles
 from dograh_systemd.config import ConfigError
 from dograh_systemd.host.machine import Machine
 
+CLUSTER = "DOGRAH_ETCD_ENDPOINTS=https://10.0.0.10:2379\n"
+
 
 def load(tmp_path: Path, text: str) -> config.Settings:
     path = tmp_path / "dograh.env"
@@ -153,5 +155,26 @@ def test_a_worker_host_listens_where_its_edge_dials(tmp_path: Path, address: str
     """The edge dials the address DOGRAH_HOSTS gives it: a worker host bound to loopback
     or to every address would have its edge proxy to the edge's own loopback."""
     with pytest.raises(ConfigError, match=rf"UVICORN_HOST='{re.escape(address)}' is invalid"):
-        load(tmp_path, f"DOGRAH_EDGE=10.0.0.10\nUVICORN_HOST={address}\n")
-    assert load(tmp_path, "DOGRAH_EDGE=10.0.0.10\nUVICORN_HOST=10.0.0.11\n").host == "10.0.0.11"
+        load(tmp_path, f"{CLUSTER}DOGRAH_EDGE=10.0.0.10\nUVICORN_HOST={address}\n")
+    assert load(tmp_path, f"{CLUSTER}DOGRAH_EDGE=10.0.0.10\nUVICORN_HOST=10.0.0.11\n"
+                ).host == "10.0.0.11"
+
+
+def test_several_hosts_need_their_etcd(tmp_path: Path) -> None:
+    for key, value in (("DOGRAH_EDGE", "10.0.0.10"), ("DOGRAH_HOSTS", '"w1=10.0.0.11"')):
+        with pytest.raises(ConfigError, match=rf"{key}=.* is invalid \(several hosts keep "
+                           r"their state in etcd, and DOGRAH_ETCD_ENDPOINTS is not set\)"):
+            load(tmp_path, f"{key}={value}\nUVICORN_HOST=10.0.0.11\n")
+    settings = load(tmp_path, f'{CLUSTER}DOGRAH_EDGE="10.0.0.10 fd00::10"\n'
+                              "UVICORN_HOST=10.0.0.11\nDOGRAH_HOST_NAME=w1\n")
+    assert settings.edges == ("10.0.0.10", "fd00::10")
+    assert settings.etcd_user == "dograh-w1"
+    with pytest.raises(ConfigError, match="DOGRAH_ETCD_ENDPOINTS"):
+        load(tmp_path, "DOGRAH_ETCD_ENDPOINTS=10.0.0.10:2379\n")
+    placed = load(tmp_path, f'{CLUSTER}DOGRAH_HOSTS="w1=10.0.0.11 w2=10.0.0.12"\n'
+                            "DOGRAH_SINGLETON_HOSTS=ari-manager=w2,w1\n")
+    assert placed.singleton_hosts_for("ari-manager") == ("w2", "w1")
+    assert placed.singleton_hosts_for("campaign-orchestrator") == ("w1", "w2")
+    with pytest.raises(ConfigError, match="w3 is not in DOGRAH_HOSTS"):
+        load(tmp_path, f'{CLUSTER}DOGRAH_HOSTS="w1=10.0.0.11"\n'
+                       "DOGRAH_SINGLETON_HOSTS=ari-manager=w1,w3\n")

@@ -20,11 +20,13 @@ from pathlib import Path
 import pytest
 
 from dograh_systemd import metrics, modes, paths
-from dograh_systemd.host.commands import Completed, run_here
+from dograh_systemd.cluster import agent
+from dograh_systemd.cluster.keys import Keys
+from dograh_systemd.host.commands import run_here
 from dograh_systemd.worker.contract import Load
 
 from .conftest import context
-from .fake_host import REPO, FakeCluster, FakeHost, Killed, NginxProcess, Unit, edge_host
+from .fake_host import REPO, FakeHost, Killed, NginxProcess, Unit, make_cluster
 
 PROMETHEUS = REPO / "docs/prometheus"
 RULES = PROMETHEUS / "dograh.rules.yml"
@@ -188,34 +190,38 @@ def test_metrics_go_to_node_exporters_directory_atomically(busy: FakeHost) -> No
 
 
 def test_an_edges_text_tells_each_host_up_or_down(tmp_path: Path) -> None:
-    edge = edge_host(tmp_path / "edge", "10.0.0.10",
-                     'DOGRAH_HOSTS="worker1=10.0.0.11 worker2=10.0.0.12 worker3=10.0.0.13"\n'
-                     "FASTAPI_WORKERS=4\nDOGRAH_SINGLETON_HOSTS=ari-manager=worker1 "
-                     "campaign-orchestrator=worker1\n")
-    workers = {}
-    for number in (1, 2, 3):
-        address = f"10.0.0.1{number}"
-        workers[f"worker{number}"] = FakeHost(tmp_path / f"worker{number}", address)
-        workers[f"worker{number}"].configure(f"DOGRAH_EDGE=10.0.0.10\nUVICORN_HOST={address}\n"
-                                             "FASTAPI_WORKERS=2\n")
-    cluster = FakeCluster(edge, workers)
-    assert edge.dograhctl("scale", "4")[0] == 0
+    cluster = make_cluster(tmp_path, {"edge": "10.0.0.10"},
+                           {"worker1": "10.0.0.11", "worker2": "10.0.0.12",
+                            "worker3": "10.0.0.13", "worker4": "10.0.0.14"},
+                           edge_config="FASTAPI_WORKERS=6\n",
+                           worker_config="FASTAPI_WORKERS=2\n")
+    edge, workers = cluster.edge, cluster.workers
+    cluster.run(2)
+    assert edge.dograhctl("scale", "6", "--host", "worker4=0")[0] == 0
     workers["worker1"].units[API[0]].load = Load(websockets=6, requests=0)
-    cluster.down.add("worker2")
-    cluster.impostors["worker3"] = lambda args: Completed(0, '{"format": 1}', "")
+    cluster.power_off("worker2")
+    cluster.stopped.add("worker3")  # replaced by whatever writes this, for good
+    cluster.etcd.write(Keys("dograh").host("worker3"), b'{"format": 1}', 0)
+    cluster.run(agent.TTL + 2)
     code, text, err = edge.dograhctl("metrics")
     assert code == 0, err
     checked(text)
     samples = parse(text)
     assert set(samples) >= EDGE_ONLY
     assert "dograh_live_calls" not in samples  # each worker host writes its own
-    assert [value(samples, "dograh_host_up", host=f"worker{n}") for n in (1, 2, 3)] == [1, 0, 0]
+    # worker4 is registered in shape, but the edge sends nothing there: not up.
+    assert [value(samples, "dograh_host_up", host=f"worker{n}") for n in (1, 2, 3, 4)] == \
+        [1, 0, 0, 0]
     assert [value(samples, "dograh_host_unhealthy", host=f"worker{n}")
-            for n in (1, 2, 3)] == [0, 0, 1]
+            for n in (1, 2, 3, 4)] == [0, 0, 1, 0]
     assert value(samples, "dograh_host_live_calls", host="worker1") == 6
     assert value(samples, "dograh_host_upstream_members", host="worker1") == 2
-    assert value(samples, "dograh_upstream_members") == 4
-    # A worker host's own text: its units, no site of its own.
+    assert value(samples, "dograh_upstream_members") == 2
+    # The nginx that carries every call has its ceiling on the edge.
+    assert value(samples, "dograh_call_ceiling_bound", limit="nginx_connections") == 1
+    assert value(samples, "dograh_call_ceiling") > 0
+    # A worker host's own text: its units, no site of its own, and its idle nginx is no
+    # limit of its calls (the edges' carries them).
     code, text, err = workers["worker1"].dograhctl("metrics")
     assert code == 0, err
     checked(text)
@@ -223,6 +229,8 @@ def test_an_edges_text_tells_each_host_up_or_down(tmp_path: Path) -> None:
     assert value(samples, "dograh_live_calls", unit=API[0]) == 6
     assert "dograh_nginx_old_workers" not in samples
     assert "dograh_certificate_expiry_timestamp_seconds" not in samples
+    assert not any(labels.get("limit") == "nginx_connections"
+                   for labels, _ in samples.get("dograh_call_limit", []))
 
 
 def test_label_values_are_escaped() -> None:
@@ -271,7 +279,8 @@ def test_the_timer_writes_with_no_port_and_only_where_node_exporter_reads(
     assert "CAP_NET_ADMIN" not in service  # a single host has no firewall of ours
     assert "WantedBy=dograh.target" in timer and "OnUnitActiveSec=15s" in timer
     # A worker host's may look at its firewall's table.
-    host.configure("DOGRAH_EDGE=10.0.0.10\nUVICORN_HOST=10.0.0.11\n")
+    host.configure("DOGRAH_ETCD_ENDPOINTS=https://10.0.0.10:2379\nDOGRAH_EDGE=10.0.0.10\n"
+                   "UVICORN_HOST=10.0.0.11\n")
     ctx = context(host)
     service = next(text for path, text in modes.choose(ctx.settings).unit_files(ctx).items()
                    if path.name == paths.METRICS_UNIT)

@@ -1,21 +1,14 @@
-"""Placement across hosts, as pure policy: no host is asked anything here."""
+"""Placement across hosts and singletons by lease, as pure policy: no host is asked
+anything here."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from dograh_systemd import placement
-from dograh_systemd.config import Settings, parse
+from dograh_systemd.cluster import election
+from dograh_systemd.cluster.election import Move
 from dograh_systemd.errors import DograhError
-
-ARI, ORCHESTRATOR = "ari-manager", "campaign-orchestrator"
-
-
-def settings(**keys: str) -> Settings:
-    raw = {"DOGRAH_HOSTS": "w1=10.0.0.11 w2=10.0.0.12 w3=10.0.0.13", **keys}
-    return parse(Path("/etc/dograh/dograh.env"), raw, cpus=2)
 
 
 def test_workers_spread_by_cpus_with_the_largest_remainders_first() -> None:
@@ -44,49 +37,36 @@ def test_a_count_for_a_host_that_did_not_answer_is_refused() -> None:
         placement.spread(4, {"w3": 1}, {"w1": 2, "w2": 2})
 
 
-def test_singletons_go_where_the_config_places_them() -> None:
-    found = placement.singletons(settings(DOGRAH_SINGLETON_HOSTS=f"{ORCHESTRATOR}=w2"),
-                                 {"w1": [], "w2": [], "w3": []}, [])
-    assert found.placed == {"w1": {ARI}, "w2": {ORCHESTRATOR}, "w3": set()}
-    assert found.held == [] and found.refused == []
+# -- singletons by lease ------------------------------------------------------------------
+
+HOSTS = ["w1", "w2", "w3"]
 
 
-def test_a_switched_off_singleton_runs_nowhere() -> None:
-    found = placement.singletons(settings(ENABLE_ARI_MANAGER="false"),
-                                 {"w1": [ARI], "w2": [], "w3": []}, [])
-    assert found.placed == {"w1": {ORCHESTRATOR}, "w2": set(), "w3": set()}
+def test_the_first_registered_host_campaigns_for_a_free_key() -> None:
+    assert election.move("w1", HOSTS, {"w1", "w2", "w3"}, None) is Move.CAMPAIGN
+    assert election.move("w2", HOSTS, {"w1", "w2", "w3"}, None) is Move.STAY_DOWN
+    # w1 is not registered (its lease ended): w2 is next.
+    assert election.move("w2", HOSTS, {"w2", "w3"}, None) is Move.CAMPAIGN
+    assert election.move("w3", HOSTS, {"w2", "w3"}, None) is Move.STAY_DOWN
 
 
-def test_a_singleton_whose_host_is_left_out_runs_nowhere_until_it_answers() -> None:
-    found = placement.singletons(settings(DOGRAH_SINGLETON_HOSTS=f"{ARI}=w3"),
-                                 {"w1": [ORCHESTRATOR], "w2": []}, ["w3"])
-    assert found.placed == {"w1": {ORCHESTRATOR}, "w2": set(), "w3": set()}
-    assert found.held == [f"{ARI} belongs on w3, which is left out: it runs nowhere until "
-                          "that host answers again"]
-    assert found.refused == []
+def test_nobody_campaigns_while_the_key_is_held_or_on_its_way_out() -> None:
+    for holder in ("w1", ""):
+        assert election.move("w2", HOSTS, {"w2"}, holder) is Move.STAY_DOWN
 
 
-def test_no_start_while_a_host_that_may_run_it_does_not_answer() -> None:
-    found = placement.singletons(settings(), {"w1": [], "w2": []}, ["w3"])
-    assert found.placed == {"w1": set(), "w2": set(), "w3": set()}
-    assert found.refused == found.held
-    assert found.refused[0] == (f"{ARI} would start on w1, but w3 does not answer and may "
-                                "still run it (two must never run); bring it back, or if it is "
-                                "dead for good: --host-is-gone w3")
-    assert len(found.refused) == 2
+def test_a_holder_holds_and_takes_nothing_back_on_a_return() -> None:
+    assert election.move("w2", HOSTS, {"w2"}, "w2") is Move.HOLD
+    # w1, preferred, is back: w2 keeps it unless the edges placed it anew.
+    assert election.move("w2", HOSTS, {"w1", "w2"}, "w2") is Move.HOLD
+    assert election.move("w2", HOSTS, {"w1", "w2"}, "w2", placed_anew=True) is Move.STEP_DOWN
+    assert election.move("w1", HOSTS, {"w1", "w2"}, "w1", placed_anew=True) is Move.HOLD
 
 
-def test_one_that_runs_already_stays_while_another_host_is_away() -> None:
-    found = placement.singletons(settings(), {"w1": [ARI], "w2": []}, ["w3"])
-    assert found.placed["w1"] == {ARI}
-    assert [line.split()[0] for line in found.refused] == [ORCHESTRATOR]
-
-
-def test_what_a_host_still_runs_that_it_must_not() -> None:
-    placed = {"w1": {ARI}, "w2": set()}
-    assert placement.still_running({"w1": [ARI, ORCHESTRATOR], "w2": [ARI]}, placed) == \
-        {"w1": [ORCHESTRATOR], "w2": [ARI]}
-    assert placement.still_running({"w1": [ARI], "w2": []}, placed) == {}
+def test_a_host_that_may_not_run_it_steps_down_or_stays_down() -> None:
+    assert election.move("w3", ["w1", "w2"], {"w1", "w2", "w3"}, "w3") is Move.STEP_DOWN
+    assert election.move("w3", ["w1", "w2"], {"w3"}, None) is Move.STAY_DOWN
+    assert election.move("w1", [], {"w1"}, None) is Move.STAY_DOWN
 
 
 def test_what_each_host_lacks_for_a_release() -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from dograh_systemd import paths
 
-from .fake_host import FakeCluster, FakeHost, edge_host
+from .fake_host import FakeCluster, FakeHost, make_cluster
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -266,14 +266,20 @@ def test_a_release_name_is_checked(host: FakeHost, repo: Path) -> None:
 
 @pytest.fixture
 def cluster(tmp_path: Path, repo: Path) -> FakeCluster:
-    edge = edge_host(tmp_path / "edge", "10.0.0.10",
-                     f'DOGRAH_HOSTS="worker1=10.0.0.11 worker2=10.0.0.12"\nFASTAPI_WORKERS=4\n'
-                     f"DOGRAH_SOURCE={repo}\nDOGRAH_SOURCE_LAYOUT=app\n")
-    workers = {}
-    for name, address in (("worker1", "10.0.0.11"), ("worker2", "10.0.0.12")):
-        workers[name] = FakeHost(tmp_path / name, address)
-        configure(workers[name], repo, f"DOGRAH_EDGE=10.0.0.10\nUVICORN_HOST={address}\n")
-    return FakeCluster(edge, workers)
+    found = make_cluster(tmp_path, {"edge": "10.0.0.10"},
+                         {"worker1": "10.0.0.11", "worker2": "10.0.0.12"},
+                         edge_config=f"FASTAPI_WORKERS=4\nDOGRAH_SOURCE={repo}\n"
+                         "DOGRAH_SOURCE_LAYOUT=app\n")
+    for name in ("worker1", "worker2"):
+        host = found.workers[name]
+        configure(host, repo, host.files.read(Path("/etc/dograh/dograh.env")) or "")
+    found.run(2)
+    return found
+
+
+def made_there(cluster: FakeCluster, host: str) -> list[str]:
+    """The release make lines ``host``'s agent ran."""
+    return [" ".join(job) for job in cluster.workers[host].ran if "make" in job]
 
 
 def test_every_host_builds_the_same_release_then_all_move(cluster: FakeCluster) -> None:
@@ -284,12 +290,34 @@ def test_every_host_builds_the_same_release_then_all_move(cluster: FakeCluster) 
     assert out == f"release {release} is ready on 2 host(s)\n"
     dograhctl(edge, "deploy")
     for host in cluster.workers.values():
-        host.run_background()
         assert api_cwds(host) == {release}
     assert sorted(a for a, _ in edge.upstream) == ["10.0.0.11", "10.0.0.11", "10.0.0.12",
-                                                    "10.0.0.12"][:len(edge.upstream)]
-    for host in (edge, *cluster.workers.values()):
+                                                    "10.0.0.12"]
+    for host in cluster.hosts.values():
         assert host.violations == []
+
+
+def test_a_release_is_one_commit_on_every_host(cluster: FakeCluster, repo: Path) -> None:
+    """The branch moves while the hosts build: every host still builds the commit the
+    edge resolved once."""
+    edge, worker2 = cluster.edge, cluster.workers["worker2"]
+    dograhctl(edge, "scale", "4")
+    pinned = git(repo, "rev-parse", "HEAD")
+    build = worker2.run_background
+
+    def late() -> list[tuple[int, str, str]]:
+        if any("make" in job for job in worker2.background):
+            commit(repo, "B")  # worker2 fetches after the branch moved on
+            worker2.run_background = build  # type: ignore[method-assign]
+        return build()
+    worker2.run_background = late  # type: ignore[method-assign]
+    dograhctl(edge, "release", "make", "--app", "app:app", "--ref", "main", "--id", "r1")
+    assert git(repo, "rev-parse", "HEAD") != pinned
+    listed = json.loads(dograhctl(edge, "releases", "--json"))["hosts"]
+    assert [r["commit"] for host in ("worker1", "worker2") for r in listed[host]["releases"]] \
+        == [pinned, pinned]
+    assert all(f"--ref {pinned} --id r1" in line for host in ("worker1", "worker2")
+               for line in made_there(cluster, host))
 
 
 def test_one_host_that_cannot_build_stops_the_deploy_before_any_switch(
@@ -301,7 +329,7 @@ def test_one_host_that_cannot_build_stops_the_deploy_before_any_switch(
         "DOGRAH_BUILD_COMMAND=", "DOGRAH_BUILD_COMMAND=/bin/false #"))
     code, _, err = edge.dograhctl("release", "make", "--app", "app:app")
     assert code == 1
-    assert "is not ready on worker2 (dograhctl failed there: release " in err
+    assert "is not ready on worker2 (it is failed)" in err
     assert err.rstrip().endswith("nothing was deployed")
     edge.log.clear()
     release = json.loads(dograhctl(edge, "releases", "--json"))["hosts"]["worker1"][
@@ -316,51 +344,40 @@ def test_the_edge_makes_lists_deploys_and_rolls_back_across_hosts(
         cluster: FakeCluster, repo: Path) -> None:
     edge = cluster.edge
     dograhctl(edge, "scale", "4")
-    cluster.calls.clear()
     assert dograhctl(edge, "release", "make", "--app", "app:app", "--id", "first") == \
         "release first is ready on 2 host(s)\n"
-    asked = f"release make {repo} --ref  --id first --layout app --app app:app --json"
-    assert [c for c in cluster.calls if " release make " in c] == [f"worker1 {asked}",
-                                                                   f"worker2 {asked}"]
+    first = git(repo, "rev-parse", "HEAD")
+    assert made_there(cluster, "worker1") == [
+        f"--config /etc/dograh/dograh.env release make {repo} --ref {first} --id first "
+        "--layout app --app app:app"]
     commit(repo, "B")
     dograhctl(edge, "release", "make", "--app", "app:app", "--id", "second", "--ref", "main")
-    assert cluster.calls[-1].endswith(" --ref main --id second --layout app --app app:app "
-                                      "--json")
     dograhctl(edge, "deploy", "first")
-    # Only the config's app ran before "first": each host refuses and keeps
-    # serving, and the edge fails.
+    # Only the config's app ran before "first": the edge asks no host to roll back.
     code, out, _ = edge.dograhctl("rollback")
-    refused = ("dograhctl failed there: there is no release to roll back to: the fleet ran "
-               "no other release before this one")
+    refused = "it ran no other release before this one"
     assert code == 1 and out.rstrip().endswith(
         f"; worker1 did not move ({refused}); worker2 did not move ({refused})")
     assert len(edge.upstream) == 4
     assert dograhctl(edge, "deploy").startswith("deployed: ")  # the newest ready everywhere
     for host in cluster.workers.values():
-        host.run_background()
         assert api_cwds(host) == {"second"}
     listed = dograhctl(edge, "releases").splitlines()
     assert listed[0] == "Host worker1 (10.0.0.11): runs second"
-    assert [line.split() for line in listed[1:3]] == [["first", "ready"], ["second", "ready"]]
+    assert [line.split()[:2] for line in listed[1:3]] == [["first", "ready"],
+                                                          ["second", "ready"]]
     assert listed[3] == "Host worker2 (10.0.0.12): runs second"
-    cluster.calls.clear()
     assert dograhctl(edge, "rollback").startswith("rolled back: ")
-    assert [c.split()[:2] for c in cluster.calls if " rollback" in c] == [
-        ["worker1", "rollback"], ["worker2", "rollback"]]
     for host in cluster.workers.values():
-        host.run_background()
         assert api_cwds(host) == {"first"}
         assert host.violations == []
-    cluster.down.add("worker2")
+    cluster.power_off("worker2")
+    cluster.run(12)
     listed = dograhctl(edge, "releases").splitlines()
-    assert listed[-1].startswith("Host worker2 (10.0.0.12): does not answer: ssh: connect")
+    assert listed[-1].startswith("Host worker2 (10.0.0.12): is not registered")
     code, _, err = edge.dograhctl("deploy", "second")
     assert code == 1 and err.splitlines()[-1].startswith(
-        "dograhctl: release second is not ready on worker2 (does not answer: ssh")
-    cluster.down.clear()
-    code, _, err = edge.dograhctl("deploy", "third")
-    assert (code, err) == (1, "dograhctl: release third is not ready on worker1 (it is "
-                              "missing); worker2 (it is missing); no host moved\n")
+        "dograhctl: release second is not ready on worker2 (is not registered")
 
 
 def test_the_edge_needs_a_source_and_a_release_ready_everywhere(cluster: FakeCluster,
@@ -370,6 +387,12 @@ def test_the_edge_needs_a_source_and_a_release_ready_everywhere(cluster: FakeClu
     code, _, err = edge.dograhctl("deploy")
     assert (code, err) == (1, "dograhctl: no release is ready on every host; make one with: "
                               "dograhctl release make\n")
+    code, _, err = edge.dograhctl("deploy", "third")
+    assert (code, err) == (1, "dograhctl: release third is not ready on worker1 (it is "
+                              "missing); worker2 (it is missing); no host moved\n")
+    code, _, err = edge.dograhctl("release", "make", "--app", "app:app", "--ref", "nowhere")
+    assert code == 1 and err.startswith(f"dograhctl: nowhere is neither a branch nor a tag of "
+                                        f"{repo}")
     edge.configure((edge.files.read(Path("/etc/dograh/dograh.env")) or "").replace(
         f"DOGRAH_SOURCE={repo}\n", ""))
     code, _, err = edge.dograhctl("release", "make", "--app", "app:app")

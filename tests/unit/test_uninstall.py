@@ -11,7 +11,8 @@ from .fake_host import FakeHost
 
 def test_a_worker_hosts_firewall_goes_with_the_fleet(tmp_path: Path) -> None:
     host = FakeHost(tmp_path / "root", "10.0.0.11")
-    host.configure("DOGRAH_EDGE=10.0.0.10\nUVICORN_HOST=10.0.0.11\nFASTAPI_WORKERS=2\n")
+    host.configure("DOGRAH_ETCD_ENDPOINTS=https://10.0.0.10:2379\nDOGRAH_EDGE=10.0.0.10\n"
+                   "UVICORN_HOST=10.0.0.11\nFASTAPI_WORKERS=2\n")
     code, _, err = host.dograhctl("scale")
     assert code == 0, err
     assert paths.FIREWALL_UNIT in host.active() and paths.FIREWALL_UNIT in host.enabled()
