@@ -13,6 +13,8 @@ host per 1,000 calls, and from them how many such worker hosts one edge
 carries before its nginx is the limit.
 
     sudo make bench-hosts   # bench/results/hosts.md, hosts.json, hosts.png
+    sudo .venv/bin/python -m bench.hosts --at-rest   # only the hosts at rest, again
+    sudo .venv/bin/python -m bench.hosts --failover  # only the floating address's failover
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,10 +35,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench.testbed.cluster import cluster, install
+from bench.testbed.cluster import cluster, front_keys, holders, install
 from bench.testbed.container import Container
 
 from . import ramp
+from .failover import failover_seconds
 from .report import latest_per_count
 from .run import RESULTS, built_deb, machine, save
 from .voice import FACTOR, HOP_FACTOR, HOP_START, Probe, Stream, install_load_generator, run_ramp
@@ -44,6 +48,7 @@ SUBNET = "10.250.9"
 EDGE = f"{SUBNET}.10"
 WORKERS = {f"worker{i}": f"{SUBNET}.{10 + i}" for i in (1, 2, 3)}
 PER_HOST = 1
+MEMBERS = ("edge", "worker1", "worker2")  # etcd's three members
 # Each worker host's CPUs. The edge (nginx, and the load generator beside it) has
 # what the worker hosts leave of this machine's 2: with three hosts, 1.25 CPUs.
 CPU_PER_HOST = 0.25
@@ -170,7 +175,8 @@ class HostsProbe(Probe):
 
 def at_rest(edge: Container, cgroups: Cgroups, seconds: float = 45) -> dict[str, float]:
     """Each container's CPU with every worker host serving and no call: what a host
-    spends on its own (the edge asks every worker host for its state every 15 s)."""
+    spends on its own (its agent renews its lease every second and watches the
+    cluster's keys; the edge, worker1 and worker2 run etcd's three members)."""
     edge.run("dograhctl", "scale", *(f"--host={name}={PER_HOST}" for name in WORKERS),
              timeout=600)
     probe = HostsProbe(edge, cgroups)
@@ -186,7 +192,7 @@ def at_rest(edge: Container, cgroups: Cgroups, seconds: float = 45) -> dict[str,
     print(f"hosts at rest: CPU {rest['host_cpu']}, waiting for quota {rest['throttled']}, "
           f"by unit {units}", flush=True)
     return {"cpu": rest["host_cpu"], "throttled": rest["throttled"], "units": units,
-            "seconds": seconds}
+            "seconds": seconds, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def units_cpu(ct: Container) -> dict[str, float]:
@@ -203,8 +209,9 @@ def units_cpu(ct: Container) -> dict[str, float]:
 
 
 def setup(hosts: dict[str, Container], deb: Path) -> None:
-    install(hosts, deb, EDGE, WORKERS, worker_env="FASTAPI_WORKERS=1\nARQ_WORKERS=0\n",
-            edge_env=f"FASTAPI_WORKERS={PER_HOST}\n", edge_tools=("wrk", "python3-venv"))
+    install(hosts, deb, {"edge": EDGE}, WORKERS, MEMBERS,
+            worker_env="FASTAPI_WORKERS=1\nARQ_WORKERS=0\n",
+            edge_env=f"FASTAPI_WORKERS={PER_HOST}\n", tools=("wrk", "python3-venv"))
     install_load_generator(hosts["edge"], "/root")
 
 
@@ -304,15 +311,26 @@ def markdown(results: dict[str, Any]) -> str:
     rest = results["at_rest"]
     idle = [rest["cpu"][name] for name in WORKERS]
     lines += [
-        f"**A worker host at rest** (its API worker up, no call, {rest['seconds']:.0f} s): "
+        f"**A worker host at rest** (its API worker up, no call, {rest['seconds']:.0f} s, "
+        f"{rest.get('date', results['date'])}): "
         f"{sum(idle) / len(idle):.3f} CPU on average ("
         + ", ".join(f"{name} {rest['cpu'][name]:.3f}" for name in WORKERS) + "), of which it "
         f"waited {sum(rest['throttled'].values()) / len(idle):.2f} s per second for its quota. "
-        f"That is {15 * sum(idle) / len(idle):.1f} CPU-seconds per 15 s, which a host held to "
-        f"{CPU_PER_HOST} CPU takes from its calls in bursts. By unit (the host's own "
+        f"That is {60 * sum(idle) / len(idle):.1f} CPU-seconds a minute. By unit (the host's own "
         "systemd's accounting, CPUs): "
         + "; ".join(f"{name}: " + ", ".join(f"{unit} {cpu}" for unit, cpu in units.items())
                     for name, units in rest["units"].items()) + ".", ""]
+    over = results.get("failover")
+    if over:
+        lines += [
+            f"**The floating address fails over** ({over['date']}; two edges, Debian 12 and "
+            "13, keepalived's VRRP version 3 at 0.2 s adverts): the edge holding the address "
+            "powered off (its link down, then its init killed), a client on the same network "
+            "asking the address every 50 ms (each a new connection, 200 ms to answer); "
+            "address gone → first request answered by the other edge, over "
+            f"{len(over['runs'])} runs: **min {over['min']:.2f} s, median "
+            f"{over['median']:.2f} s, max {over['max']:.2f} s** ("
+            + ", ".join(f"{t:.2f}" for t in over["runs"]) + ").", ""]
     lines += ["<details><summary>every step</summary>", ""]
     for run in results["runs"]:
         lines += [f"{run['hosts']} worker host(s):", "",
@@ -358,12 +376,74 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+# The floating address: two edges, one worker host, a caller; each run powers the edge
+# that holds the address off, then boots it again.
+FRONT_SUBNET = "10.250.10"
+FRONT_EDGES = {"edge1": f"{FRONT_SUBNET}.20", "edge2": f"{FRONT_SUBNET}.21"}
+FRONT_LAYOUT = {"edge1": ("bookworm", 20), "edge2": ("trixie", 21), "worker1": ("bookworm", 22),
+                "caller": ("bookworm", 23)}
+FLOATING = f"{FRONT_SUBNET}.100"
+FAILOVER_RUNS = 10
+
+
+def failover(deb: Path) -> dict[str, Any]:
+    """Address gone (its holder powered off) → first request another edge answered, over
+    FAILOVER_RUNS runs."""
+    network = f"{FRONT_SUBNET}.0/24"
+    with cluster(FRONT_LAYOUT, bridge="dograhbench1", subnet=FRONT_SUBNET) as hosts:
+        workers = {"worker1": f"{FRONT_SUBNET}.22"}
+        install({name: hosts[name] for name in (*FRONT_EDGES, *workers)}, deb, FRONT_EDGES,
+                workers, (*FRONT_EDGES, *workers), worker_env="FASTAPI_WORKERS=2\n",
+                edge_env="FASTAPI_WORKERS=2\n", tools=("keepalived",))
+        for i, name in enumerate(FRONT_EDGES):
+            env = hosts[name].path("/etc/dograh/dograh.env")
+            env.write_text(env.read_text() + front_keys(name, FRONT_EDGES, FLOATING, 150 - i * 50))
+            hosts[name].run("dograhctl", "render", timeout=120)
+        hosts["edge1"].run("dograhctl", "scale", "2", timeout=300)
+        hosts["caller"].path("/root/failover.py").write_text(
+            (Path(__file__).parent / "failover.py").read_text())
+        times = []
+        for run in range(FAILOVER_RUNS):
+            deadline = time.monotonic() + 60
+            while len(on_floating := holders(hosts, FRONT_EDGES, FLOATING)) != 1:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"bench: no single edge holds {FLOATING}")
+                time.sleep(0.2)
+            holder = on_floating[0]
+            poller = hosts["caller"].popen("python3", "/root/failover.py",
+                                           f"http://{FLOATING}/api/v1/health", "--within",
+                                           network, "--seconds", "8")
+            time.sleep(2)
+            cut = hosts[holder].power_cut()  # when its link went down
+            out, _ = poller.communicate(timeout=60)
+            seconds = failover_seconds([json.loads(line) for line in out.splitlines()], cut)
+            if seconds is None:
+                raise SystemExit(f"bench: {FLOATING} did not answer again within 6 s")
+            times.append(round(seconds, 3))
+            print(f"failover {run + 1}: {holder} off, answered after {seconds:.3f} s",
+                  flush=True)
+            hosts[holder].boot()
+            hosts[holder].run("systemctl", "start", "keepalived.service")
+        return {"runs": times, "min": min(times), "median": statistics.median(times),
+                "max": max(times), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
 def main() -> None:
     # A benchmark stopped with kill still powers its containers off and removes them.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (it boots systemd-nspawn containers)")
+    # --at-rest: only the hosts at rest again (the control plane's own cost); --failover:
+    # only the floating address's failover; either into the last full run's report.
+    only_at_rest = sys.argv[1:] == ["--at-rest"]
     deb = built_deb()
+    if sys.argv[1:] == ["--failover"]:
+        results = json.loads((RESULTS / "hosts.json").read_text())
+        results["failover"] = failover(deb)
+        save(results, "hosts")
+        (RESULTS / "hosts.md").write_text(markdown(results))
+        print(f"wrote {RESULTS / 'hosts.md'}")
+        return
     layout = {"edge": ("bookworm", 10), **{n: ("bookworm", 10 + i)
                                            for i, n in enumerate(WORKERS, start=1)}}
     with cluster(layout, bridge="dograhbench0", subnet=SUBNET) as hosts:
@@ -371,18 +451,22 @@ def main() -> None:
         runs: list[dict[str, Any]] = []
         with Cgroups(hosts, {name: CPU_PER_HOST for name in WORKERS}) as cgroups:
             rest = at_rest(hosts["edge"], cgroups)
-            for count in (1, 2, 3):
+            for count in () if only_at_rest else (1, 2, 3):
                 linear = count * (runs[0]["knee"] if runs and runs[0]["knee"] else START)
                 start = START if not runs else ramp.nice(linear * HOP_START)
                 runs.append(measure(hosts["edge"], cgroups, count, start,
                                     FACTOR if not runs else HOP_FACTOR))
+    if only_at_rest:
+        results = json.loads((RESULTS / "hosts.json").read_text())
+        results["at_rest"] = rest
+    else:
         results = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                time.gmtime()),
                    "cpu_per_host": CPU_PER_HOST, "period_us": PERIOD_US, "at_rest": rest,
                    "runs": runs}
         results["sizing"] = sizing(runs)
+        plot(results, RESULTS / "hosts.png")
     save(results, "hosts")
-    plot(results, RESULTS / "hosts.png")
     (RESULTS / "hosts.md").write_text(markdown(results))
     print(f"wrote {RESULTS / 'hosts.md'}")
 

@@ -26,6 +26,7 @@ import random
 import socket
 import ssl
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ import websockets
 class Tally:
     ok: int = 0
     failed: int = 0
+    retried: int = 0  # sent again after a reused connection closed first (--keep-alive)
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     per_worker: collections.Counter[str] = field(default_factory=collections.Counter)
 
@@ -69,24 +71,54 @@ class Load:
         self.calls = Calls()
         self.timeline: list[dict[str, object]] = []
         self.pool = ThreadPoolExecutor(max_workers=64)
+        self.local = threading.local()  # each thread's open connection, with --keep-alive
         self.start = time.monotonic()
 
     # -- HTTP ------------------------------------------------------------------
 
+    def _connect(self) -> http.client.HTTPConnection:
+        if self.tls:
+            return http.client.HTTPSConnection(self.host, self.port, timeout=10,
+                                               context=self.tls)
+        return http.client.HTTPConnection(self.host, self.port, timeout=10)
+
     def _get(self) -> str:
-        conn = (http.client.HTTPSConnection(self.host, self.port, timeout=10, context=self.tls)
-                if self.tls else http.client.HTTPConnection(self.host, self.port, timeout=10))
+        """One request: on a connection of its own, or with --keep-alive on this thread's
+        open one, sent again on a new connection only when the reused one closed before
+        any byte of the response (what RFC 9112 lets a client retry)."""
+        reused: http.client.HTTPConnection | None = getattr(self.local, "conn", None)
+        self.local.conn = None
+        response = None
+        if reused is not None:
+            try:
+                response = self._send(reused)
+                conn = reused
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                reused.close()
+                self.requests.retried += 1
+        if response is None:
+            conn = self._connect()
         try:
-            conn.request("GET", self.args.path)
-            response = conn.getresponse()
+            if response is None:
+                response = self._send(conn)
             body = response.read()
-            if not 200 <= response.status < 300:
-                raise RuntimeError(f"HTTP {response.status}")
-            if self.args.path != WORKER_PATH:
-                return "any"  # another app's path: which worker answered is not said
-            return worker_of(json.loads(body), self.args.by_host)
-        finally:
+        except Exception:
             conn.close()
+            raise
+        if self.args.keep_alive and not response.will_close:
+            self.local.conn = conn
+        else:
+            conn.close()
+        if not 200 <= response.status < 300:
+            raise RuntimeError(f"HTTP {response.status}")
+        if self.args.path != WORKER_PATH:
+            return "any"  # another app's path: which worker answered is not said
+        return worker_of(json.loads(body), self.args.by_host)
+
+    def _send(self, conn: http.client.HTTPConnection) -> http.client.HTTPResponse:
+        """The request sent and the response's status line and headers read."""
+        conn.request("GET", self.args.path)
+        return conn.getresponse()
 
     async def _request(self) -> None:
         try:
@@ -192,13 +224,18 @@ class Load:
         }
 
 
-def is_loopback(host: str) -> bool:
-    """Whether every address ``host`` resolves to is a loopback one."""
+def is_loopback(host: str, within: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+                ) -> bool:
+    """Whether every address ``host`` resolves to is a loopback one (or in ``within``, a
+    private network of the test's own)."""
     try:
         found = {info[4][0] for info in socket.getaddrinfo(host, None)}
     except OSError:
         return False
-    return bool(found) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in found)
+    addresses = [ipaddress.ip_address(a.split("%")[0]) for a in found]
+    return bool(addresses) and all(
+        a.is_loopback or (within is not None and within.is_private and a in within)
+        for a in addresses)
 
 
 def worker_of(hello: dict[str, int | str], by_host: bool = False) -> str:
@@ -234,11 +271,16 @@ def main() -> None:
     parser.add_argument("--path", default=WORKER_PATH,
                         help="what the HTTP requests ask for [%(default)s: the example "
                              "app's, which names the worker]")
+    parser.add_argument("--keep-alive", action="store_true",
+                        help="reuse each connection, as browsers and SDKs do")
+    parser.add_argument("--within", type=ipaddress.ip_network,
+                        help="a test's own private network the target may be on too "
+                             "(a floating address on its bridge)")
     parser.add_argument("--by-host", action="store_true",
                         help="name workers host:port (the workers of several hosts)")
     args = parser.parse_args()
-    if not is_loopback(urlsplit(args.base).hostname or "localhost"):
-        sys.exit("loadgen: only targets on this machine (loopback) are allowed")
+    if not is_loopback(urlsplit(args.base).hostname or "localhost", args.within):
+        sys.exit("loadgen: only targets on this machine (loopback) or --within are allowed")
     print(json.dumps(asyncio.run(Load(args).run())), flush=True)
 
 

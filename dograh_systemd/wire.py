@@ -11,6 +11,8 @@ value, written by one side, checked by the other.
     Build       a release every host makes (releases/ID): pinned to one commit
     Placement   where each singleton may run, in order of preference (singletons)
     Ack         the revision of the cluster's state an edge's nginx sends by (acks/NAME)
+    Edge        an edge's presence (edges/NAME, on its agent's lease): the floating
+                addresses its interface carries, and since when
 
 Nothing is trusted that was not checked: the shape is strict (no unknown field, every
 number an integer in its range, every port inside the host's two bands, no control
@@ -147,6 +149,13 @@ class Placement(schema.Strict):
 class Ack(schema.Strict):
     format: Literal[1]
     revision: Serial  # type: ignore[valid-type]
+
+
+class Edge(schema.Strict):
+    format: Literal[1]
+    holds: schema.conlist(schema.constr(strict=True, max_length=64,  # type: ignore[valid-type]
+                                        regex=r"^[0-9a-f.:]+/[0-9]{1,3}\Z"), max_items=2)
+    since: schema.confloat(allow_inf_nan=False, ge=0)  # type: ignore[valid-type]
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,21 @@ def install(hosts: dict[str, Container], deb: Path, edges: dict[str, str],
                                                   "dograh-agent.service"), everyone))
 
 
+def front_keys(name: str, edges: dict[str, str], floating: str, priority: int) -> str:
+    """The keys an edge's config gets for the floating address ``floating`` (/24), with
+    the other ``edges`` as its peers."""
+    peers = " ".join(address for edge, address in edges.items() if edge != name)
+    return (f"DOGRAH_FRONT_ADDRESS={floating}/24\nDOGRAH_FRONT_INTERFACE=host0\n"
+            f"DOGRAH_FRONT_PEERS={peers}\nDOGRAH_FRONT_PRIORITY={priority}\n")
+
+
+def holders(hosts: dict[str, Container], edges: dict[str, str], floating: str) -> list[str]:
+    """The edges whose interface carries the floating address now."""
+    return [name for name in edges if hosts[name].pid and f"{floating}/24" in
+            hosts[name].run("ip", "-o", "address", "show", "dev", "host0",
+                            check=False).stdout]
+
+
 @contextmanager
 def cluster(hosts: dict[str, tuple[str, str]], bridge: str, subnet: str
             ) -> Iterator[dict[str, Container]]:

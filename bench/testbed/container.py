@@ -199,16 +199,18 @@ class Container:
                     if (entry / "ifindex").read_text().strip() == link)
         subprocess.run(["ip", "link", "set", port, "up" if plugged else "down"], check=True)
 
-    def power_cut(self) -> None:
+    def power_cut(self) -> float:
         """Pull the plug: the link goes down first, so that not one packet (no FIN,
         no RST) leaves, then the container's init is killed, and with it every
-        process inside at once."""
+        process inside at once. When the link went down (monotonic clock)."""
         if self.nspawn is None or self.nspawn.poll() is not None:
-            return
+            return time.monotonic()
         self.cable(plugged=False)
+        gone = time.monotonic()
         os.kill(self.pid, signal.SIGKILL)
         self.nspawn.wait(30)
         self._stopped()
+        return gone
 
     def _stopped(self) -> None:
         """After the container ended: forget its init, remove its cgroups, deepest first."""

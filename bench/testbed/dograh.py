@@ -52,12 +52,14 @@ def checkout(source: Path, target: Path) -> Path:
 
 
 def python313() -> str | None:
-    """A CPython 3.13 on this machine, to fetch wheels as Debian 13's would."""
-    found = shutil.which("python3.13")
-    if found:
-        return found
+    """A CPython 3.13 on this machine, to fetch wheels as Debian 13's would (pyenv's
+    shims are found on PATH even where they cannot run one, so each is tried)."""
     pyenv = sorted(Path("/root/.pyenv/versions").glob("3.13*/bin/python3"))
-    return str(pyenv[-1]) if pyenv else None
+    for candidate in [*map(str, reversed(pyenv)), shutil.which("python3.13")]:
+        if candidate and subprocess.run([candidate, "-c", "import venv"],
+                                        capture_output=True).returncode == 0:
+            return candidate
+    return None
 
 
 def wheelhouse(source: Path) -> Path:

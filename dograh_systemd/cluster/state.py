@@ -55,6 +55,11 @@ class Snapshot:
     def live_edges(self) -> list[str]:
         return sorted(self.edges)
 
+    def front(self) -> dict[str, wire.Edge]:
+        """Each live edge's presence that reads: what floating addresses it holds."""
+        return {name: edge for name, kv in sorted(self.edges.items())
+                if (edge := _model(wire.Edge, kv)) is not None}
+
     def acked(self, edge: str) -> int:
         """The revision ``edge``'s nginx sends by (0: it has said none)."""
         found = self.acks.get(edge)

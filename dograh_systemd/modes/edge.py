@@ -24,6 +24,7 @@ lease, where DOGRAH_SINGLETON_HOSTS lets them run.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -34,6 +35,7 @@ from .. import (
     capacity,
     doctor,
     etcd,
+    floating,
     front,
     metrics,
     nginx,
@@ -239,13 +241,15 @@ class Edge(Mode):
                        for a, p in sorted(listed - ready)]
         mismatches += [f"{a}:{p} is ready but not in the upstream"
                        for a, p in sorted(ready - listed)]
+        door = front_door(ctx.settings, snapshot)
+        mismatches += door.pop("mismatches")
         generations = [asdict(g) for g in nginx.old_generations(ctx.host)]
         data = {"hosts": {host.name: report.dict() for host, report in survey.reports.items()},
                 "down": survey.unreachable(), "edges": snapshot.live_edges(),
                 "leaders": leaders, "upstream": [m.endpoint for m in upstream],
-                "mismatches": mismatches, "nginx_generations": generations}
+                "front": door, "mismatches": mismatches, "nginx_generations": generations}
         text = status_text(survey, snapshot, leaders, upstream, mismatches,
-                           status.generations_text(ctx.settings, generations))
+                           status.generations_text(ctx.settings, generations), door)
         return Answer(text, data, 1 if mismatches else 0)
 
     def metrics(self, ctx: Context) -> str:
@@ -256,7 +260,7 @@ class Edge(Mode):
             survey = None  # etcd does not answer: the edge's own metrics still count
         out = metrics.for_edge(ctx, upstream, survey, capacity.measure_front(ctx))
         generations = [asdict(g) for g in nginx.old_generations(ctx.host)]
-        return metrics.with_site(out, ctx, generations).text()
+        return metrics.with_front(metrics.with_site(out, ctx, generations), ctx).text()
 
     def checks(self, ctx: Context) -> list[doctor.Check]:
         return [doctor.for_cluster(ctx), *doctor.for_site(ctx)]
@@ -268,6 +272,8 @@ class Edge(Mode):
         if root == Path("/") and not dry_run:
             front.prepare(ctx)
         rendered = dict(self.unit_files(ctx))
+        if ctx.settings.front_addresses:
+            rendered.update(templates.render_keepalived(ctx.settings))
         if upstream:
             rendered.update(front.render(ctx, upstream, routes))
         target = Files(root, ctx.files.owner, ctx.files.chown) if root != Path("/") else ctx.files
@@ -283,6 +289,7 @@ class Edge(Mode):
             if upstream:
                 front.install(ctx, front.render(ctx, upstream, routes), reload=True)
                 front.certify(ctx, upstream, routes)
+            self.floating_address(ctx)
         return changes
 
     def routes(self, settings: Settings, survey: Survey | None = None) -> tuple[Route, ...]:
@@ -334,6 +341,14 @@ class Edge(Mode):
             ctx.nginx.test()
             front.prepare(ctx)
             self.edge_units(ctx)
+            self.floating_address(ctx)
+
+    def floating_address(self, ctx: Context) -> None:
+        """keepalived for the floating address, as the config says."""
+        done = floating.apply(ctx)
+        if done:
+            ctx.report(done)
+            self.restart_agent(ctx)
 
     def standing(self, settings: Settings) -> templates.Standing:
         return templates.Standing(host_units=self.host_units, agent_watchdog=agent.WATCHDOG)
@@ -344,10 +359,19 @@ class Edge(Mode):
         return {path: text for path, text in rendered.items() if path.name in names}
 
     def edge_units(self, ctx: Context) -> None:
-        """The edge's own units: dograh.target, the agent and the metrics timer."""
-        units.install(ctx.host, units.by_name(self.unit_files(ctx)))
+        """The edge's own units: dograh.target, the agent and the metrics timer. An agent
+        whose unit changed starts again on it (its sandbox is the unit's)."""
+        changed = units.install(ctx.host, units.by_name(self.unit_files(ctx)))
         ctx.systemd.enable([paths.TARGET, *self.started_units])
         ctx.systemd.start_no_block([paths.TARGET, *self.started_units])
+        if paths.AGENT_UNIT in changed:
+            self.restart_agent(ctx)
+
+    def restart_agent(self, ctx: Context) -> None:
+        """The edge's agent on what it reads at its start (its unit, the floating
+        address); nginx keeps its upstream meanwhile."""
+        if ctx.systemd.is_active(paths.AGENT_UNIT):
+            ctx.systemd.restart_no_block(paths.AGENT_UNIT)
 
     def place_singletons(self, view: View) -> None:
         """Where each singleton the config enables may run, for the worker hosts' agents:
@@ -512,9 +536,28 @@ def recorded_upstream(ctx: Context) -> tuple[Member, ...]:
     return record.fleet.upstream if record else ()
 
 
+def front_door(settings: Settings, snapshot: Snapshot) -> dict[str, Any]:
+    """Which live edge holds the floating address, since when, which stand by, and what
+    is wrong with that (nobody, or a split: more than one)."""
+    if not settings.front_addresses:
+        return {"mismatches": []}
+    edges = snapshot.front()
+    holders = {name: edge.since for name, edge in edges.items() if edge.holds}
+    addresses = " ".join(settings.front_addresses)
+    mismatches = []
+    if not holders:
+        mismatches.append(f"no live edge holds the floating address {addresses} (see: "
+                          "journalctl -u keepalived on each edge)")
+    elif len(holders) > 1:
+        mismatches.append(f"{' and '.join(holders)} all hold {addresses}: a split (VRRP "
+                          "between them is cut; calls go on through each, see README)")
+    return {"addresses": list(settings.front_addresses), "held_by": holders,
+            "standing_by": sorted(set(edges) - set(holders)), "mismatches": mismatches}
+
+
 def status_text(survey: Survey, snapshot: Snapshot, leaders: Mapping[str, Any],
                 upstream: tuple[Member, ...], mismatches: list[str],
-                generations: list[str]) -> str:
+                generations: list[str], door: Mapping[str, Any]) -> str:
     lines = []
     for host, report in survey.reports.items():
         lines.append(f"Host {host}:" + (f" runs release {report.release}"
@@ -528,6 +571,11 @@ def status_text(survey: Survey, snapshot: Snapshot, leaders: Mapping[str, Any],
         holder = leader["holder"] or "nobody"
         lines.append(f"Singleton {role}: held by {holder} (revision {leader['revision']})")
     lines.append("Edges alive: " + (", ".join(snapshot.live_edges()) or "none"))
+    if door.get("addresses"):
+        held = ", ".join(f"{name} since {_utc(since)}" for name, since in door["held_by"].items())
+        lines.append(f"Floating address {' '.join(door['addresses'])}: held by "
+                     f"{held or 'nobody'}" + (f"; {', '.join(door['standing_by'])} "
+                                              "standing by" if door["standing_by"] else ""))
     lines.append("nginx upstream dograh_api: " + (" ".join(m.endpoint for m in upstream)
                                                    or "(none)"))
     lines += generations
@@ -535,3 +583,6 @@ def status_text(survey: Survey, snapshot: Snapshot, leaders: Mapping[str, Any],
         else ["No mismatches."]
     return "\n".join(lines)
 
+
+def _utc(when: float) -> str:
+    return datetime.datetime.fromtimestamp(when, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -3,12 +3,8 @@ wheel of its own on a local index, all inside a container (no network there)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import zipfile
-from pathlib import Path
-
 from bench.testbed.container import Container
+from bench.testbed.wheels import wheel
 
 SOURCE = "/srv/app"
 WHEELS = "/srv/wheels"
@@ -30,28 +26,6 @@ async def release() -> dict:
 '''
 
 
-def wheel(directory: Path, name: str, version: str, module: str) -> Path:
-    """A pure-Python wheel of one module, made by hand: no build backend, no network."""
-    dist = f"{name}-{version}"
-    files = {f"{name}.py": module,
-             f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\n"
-                                           f"Version: {version}\n",
-             f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\n"
-                                        "Root-Is-Purelib: true\nTag: py3-none-any\n"}
-    def digest(text: str) -> str:
-        raw = hashlib.sha256(text.encode()).digest()
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-    record = "".join(f"{path},sha256={digest(text)},{len(text.encode())}\n"
-                     for path, text in files.items())
-    files[f"{dist}.dist-info/RECORD"] = record + f"{dist}.dist-info/RECORD,,\n"
-    path = directory / f"{dist}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as archive:
-        for name_in, text in files.items():
-            archive.writestr(name_in, text)
-    return path
-
-
 def git(ct: Container, repo: str, *args: str) -> str:
     return ct.run("git", "-C", repo, "-c", "user.name=test", "-c", "user.email=test@test",
                   "-c", "protocol.file.allow=always", *args).stdout.strip()
@@ -68,7 +42,7 @@ def make_source(ct: Container) -> None:
     git(ct, "/srv/greeting", "add", ".")
     git(ct, "/srv/greeting", "commit", "-qm", "greeting")
     ct.run("mkdir", "-p", WHEELS)
-    wheel(ct.path(WHEELS), "release_word", "1.0", 'WORD = "from a wheel"\n')
+    wheel(ct.path(WHEELS), "release_word", "1.0", {"release_word.py": 'WORD = "from a wheel"\n'})
     ct.run("chmod", "-R", "a+rX", WHEELS)
     ct.path("/etc/pip.conf").write_text(f"[global]\nno-index = true\nfind-links = {WHEELS}\n")
     ct.path(f"{SOURCE}/requirements.txt").write_text("release_word==1.0\n")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.testbed import pebble
 from bench.testbed.container import Container
 
 from .fleet import NGINX_FILES, dograhctl, reset
@@ -23,7 +24,6 @@ pytestmark = pytest.mark.system
 ENV = "/etc/dograh/dograh.env"
 ADDRESS = "10.123.0.1"
 NAME = "voice.dograh.test"
-PEBBLE = "/etc/pebble"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -174,45 +174,19 @@ def test_bad_tls_settings_leave_nginx_alone(container: Container, settings: str,
 
 
 def start_pebble(ct: Container) -> None:
-    """Debian's pebble as the ACME server, validating HTTP-01 through nginx on port 80."""
-    ct.run("apt-get", "install", "-y", "certbot", "pebble", timeout=300)
-    ct.sh(
-        f"mkdir -p {PEBBLE} && cd {PEBBLE} && "
-        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
-        "-subj /CN=pebble-listener-ca -keyout ca.key -out ca.pem "
-        "-addext basicConstraints=critical,CA:TRUE 2>/dev/null && "
-        "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost "
-        "-keyout listener.key -out listener.csr 2>/dev/null && "
-        "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext && "
-        "openssl x509 -req -in listener.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
-        "-extfile ext -out listener.pem 2>/dev/null")
-    ct.path(f"{PEBBLE}/pebble.json").write_text(json.dumps({"pebble": {
-        "listenAddress": "127.0.0.1:14000", "managementListenAddress": "127.0.0.1:15000",
-        "certificate": f"{PEBBLE}/listener.pem", "privateKey": f"{PEBBLE}/listener.key",
-        "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "",
-        "externalAccountBindingRequired": False,
-        # Ten days: inside certbot's renewal window, so a plain renew renews.
-        "certificateValidityPeriod": 864000}}))
-    hosts = ct.path("/etc/hosts")
-    if NAME not in hosts.read_text():
-        hosts.write_text(hosts.read_text() + f"127.0.0.1 {NAME}\n")
-    # No random delays or rejected nonces; every order validated afresh.
-    ct.run("systemd-run", "--unit=pebble", "-E", "PEBBLE_VA_NOSLEEP=1",
-           "-E", "PEBBLE_WFE_NONCEREJECT=0", "-E", "PEBBLE_AUTHZREUSE=0",
-           "/usr/bin/pebble", "-config", f"{PEBBLE}/pebble.json")
-    ct.sh(f"until curl -fs --cacert {PEBBLE}/ca.pem https://localhost:14000/dir >/dev/null; "
-          "do sleep 0.1; done", timeout=30)
+    ct.run("apt-get", "install", "-y", "certbot", timeout=300)
+    # Ten days: inside certbot's renewal window, so a plain renew renews.
+    pebble.start(ct, "127.0.0.1", NAME, "127.0.0.1", validity=864000)
 
 
 def test_acme_issues_then_renews_under_live_calls(container: Container) -> None:
     start_pebble(container)
-    trust = {"REQUESTS_CA_BUNDLE": f"{PEBBLE}/ca.pem"}  # certbot must trust pebble's listener
+    trust = {"REQUESTS_CA_BUNDLE": pebble.CA}  # certbot must trust pebble's listener
     configure(container, f"DOGRAH_TLS=acme\nDOGRAH_NGINX_SERVER_NAME={NAME}\n"
                          "DOGRAH_ACME_SERVER=https://localhost:14000/dir\n")
     out = container.run("dograhctl", "render", env=trust, timeout=180)
     assert f"certbot issued the site's certificate for {NAME}" in out.stderr, out.stderr
-    container.sh(f"curl -fs --cacert {PEBBLE}/ca.pem https://localhost:15000/roots/0 "
-                 "> /root/pebble-root.pem")
+    pebble.root(container, "127.0.0.1", "/root/pebble-root.pem")
     health = container.run("curl", "-sf", "--cacert", "/root/pebble-root.pem",
                            f"https://{NAME}/api/v1/health").stdout
     assert json.loads(health) == {"status": "ok"}

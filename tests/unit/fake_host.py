@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import shlex
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +198,9 @@ class FakeHost(Host):
         self.stdin: list[str | None] = []        # what each program was given to read
         self.journal: dict[str, str] = {}        # a unit's last line in the journal
         self.etcd_client: Callable[..., object] | None = None
+        self.floating: set[str] = set()          # floating address/prefix on its interface
+        self.keepalived_refuses = ""             # what keepalived -t says of any config
+        self.keepalived_status = 0               # its exit status for a config it takes
         self.address = address
         self.cluster: FakeCluster | None = None
         self.commands: dict[str, Callable[[list[str]], Completed]] = {}
@@ -298,9 +303,14 @@ class FakeHost(Host):
             return Completed(0, "", "")
         if program == "nft":
             return self._nft(args)
+        if program == "ip" and args[:3] == ["-json", "address", "show"]:
+            return self._addresses(args[-1])
+        if program == str(paths.KEEPALIVED):
+            return self._keepalived_test(args)
         if program in self.commands:
             return self.commands[program](args)
-        if program == "git":  # it only reads: the tests' repositories are real
+        # On the tests' own directories, for real; this interpreter stands for the host's.
+        if program in ("git", "hardlink", sys.executable):
             return run_here(argv, timeout)
         if program in ("dpkg-query", "certbot", "openssl"):
             return Completed(1, "", f"{program}: nothing of it here")
@@ -332,7 +342,8 @@ class FakeHost(Host):
                       if a.startswith("--property=")]
         cwd = next((here(p.split("=", 1)[1]) for p in properties
                     if p.startswith("WorkingDirectory=")), None)
-        env = {"PATH": os.environ["PATH"]}
+        # As the package's own /usr/bin/python3 would find it (the layout's build).
+        env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)}
         for prop in properties:
             if prop.startswith("Environment="):
                 env.update(pair.split("=", 1) for pair in
@@ -341,6 +352,21 @@ class FakeHost(Host):
             return Completed(200, "", f"Failed to set up working directory {cwd}\n")
         result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
         return Completed(result.returncode, result.stdout, result.stderr)
+
+    def _addresses(self, interface: str) -> Completed:
+        own = [f"{self.address}/24", *sorted(self.floating)]
+        info = [{"family": "inet6" if ":" in a else "inet", "local": a.split("/")[0],
+                 "prefixlen": int(a.split("/")[1])} for a in own]
+        return Completed(0, json.dumps([{"ifname": interface, "addr_info": info}]), "")
+
+    def _keepalived_test(self, args: list[str]) -> Completed:
+        assert args[:2] == ["-t", "-f"], args
+        self.event(f"keepalived -t {args[2]}")
+        if not self.files.exists(Path(args[2])):
+            return Completed(0, "", f"Config files missing '{args[2]}'.\n")
+        if self.keepalived_refuses:
+            return Completed(self.keepalived_status or 5, "", f"{self.keepalived_refuses}\n")
+        return Completed(self.keepalived_status, "", "")
 
     def _nft(self, args: list[str]) -> Completed:
         if args[:2] == ["list", "table"]:
@@ -376,6 +402,9 @@ class FakeHost(Host):
             return Completed(0, "", "")
         if verb == "reload" and names == ["nginx.service"]:
             self._reload_nginx()
+            return Completed(0, "", "")
+        if verb == "reload":
+            self.event(f"reload {' '.join(names)}")
             return Completed(0, "", "")
         for name in names:
             getattr(self, "_" + verb.replace("-", "_"))(name)

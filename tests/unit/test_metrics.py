@@ -32,7 +32,8 @@ PROMETHEUS = REPO / "docs/prometheus"
 RULES = PROMETHEUS / "dograh.rules.yml"
 DASHBOARD = PROMETHEUS / "grafana-dashboard.json"
 API = [f"dograh-api@{port}.service" for port in range(8000, 8003)]
-EDGE_ONLY = {name for name in metrics.METRICS if name.startswith("dograh_host_")}
+EDGE_ONLY = {name for name in metrics.METRICS
+             if name.startswith(("dograh_host_", "dograh_front_", "dograh_keepalived_"))}
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
@@ -193,9 +194,15 @@ def test_an_edges_text_tells_each_host_up_or_down(tmp_path: Path) -> None:
     cluster = make_cluster(tmp_path, {"edge": "10.0.0.10"},
                            {"worker1": "10.0.0.11", "worker2": "10.0.0.12",
                             "worker3": "10.0.0.13", "worker4": "10.0.0.14"},
-                           edge_config="FASTAPI_WORKERS=6\n",
+                           edge_config="FASTAPI_WORKERS=6\nDOGRAH_FRONT_ADDRESS=10.0.0.100/24\n"
+                                       "DOGRAH_FRONT_INTERFACE=eth0\n"
+                                       "DOGRAH_FRONT_PEERS=10.0.0.20\n",
                            worker_config="FASTAPI_WORKERS=2\n")
     edge, workers = cluster.edge, cluster.workers
+    keepalived = edge.files.path(paths.KEEPALIVED)
+    keepalived.parent.mkdir(parents=True)
+    keepalived.touch()
+    edge.floating.add("10.0.0.100/24")  # this edge holds the floating address
     cluster.run(2)
     assert edge.dograhctl("scale", "6", "--host", "worker4=0")[0] == 0
     workers["worker1"].units[API[0]].load = Load(websockets=6, requests=0)
@@ -217,6 +224,9 @@ def test_an_edges_text_tells_each_host_up_or_down(tmp_path: Path) -> None:
     assert value(samples, "dograh_host_live_calls", host="worker1") == 6
     assert value(samples, "dograh_host_upstream_members", host="worker1") == 2
     assert value(samples, "dograh_upstream_members") == 2
+    assert value(samples, "dograh_front_address_held", address="10.0.0.100/24") == 1
+    assert value(samples, "dograh_keepalived_up") == 1
+    assert value(samples, "dograh_nginx_up") == 1
     # The nginx that carries every call has its ceiling on the edge.
     assert value(samples, "dograh_call_ceiling_bound", limit="nginx_connections") == 1
     assert value(samples, "dograh_call_ceiling") > 0

@@ -1,0 +1,182 @@
+"""dograhctl services setup behind the fake host: Debian's packages, PostgreSQL's role,
+database and extension (through psql's stdin), the URLs and secrets for the units."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from dograh_systemd import paths
+from dograh_systemd.host.commands import Completed
+
+from .fake_host import CONFIG, FakeHost
+
+DOGRAH = "DOGRAH_CHECKOUT=/srv/dograh\n"
+
+
+class Debian:
+    """apt, dpkg and a PostgreSQL that keeps its roles and databases as sets."""
+
+    def __init__(self, host: FakeHost, candidates: bool = True) -> None:
+        self.installed: set[str] = set()
+        self.candidates = candidates
+        self.roles: dict[str, str] = {}   # role -> its password
+        self.databases: dict[str, str] = {}  # database -> its owner
+        self.extensions: set[tuple[str, str]] = set()
+        self.ready_after = 0  # pg_isready calls that fail first
+        self.refuse = ""      # an error psql gives for everything
+        self.command_lines: list[str] = []  # every psql command line
+        host.commands.update({"dpkg-query": self.dpkg_query, "apt-cache": self.apt_cache,
+                              "env": self.apt_get, "pg_isready": self.pg_isready,
+                              "runuser": self.psql})
+        self.host = host
+
+    def dpkg_query(self, args: list[str]) -> Completed:
+        package = args[-1]
+        if package in self.installed:
+            return Completed(0, "install ok installed", "")
+        return Completed(1, "", f"dpkg-query: no packages found matching {package}\n")
+
+    def apt_cache(self, args: list[str]) -> Completed:
+        out = "".join(f"{package}:\n  Installed: (none)\n  Candidate: "
+                      f"{'1.0-1' if self.candidates else '(none)'}\n  Version table:\n"
+                      for package in args[1:])
+        return Completed(0, out, "")
+
+    def apt_get(self, args: list[str]) -> Completed:
+        assert args[:2] == ["DEBIAN_FRONTEND=noninteractive", "apt-get"], args
+        self.installed.update(a for a in args[3:] if not a.startswith("-"))
+        return Completed(0, "", "")
+
+    def pg_isready(self, args: list[str]) -> Completed:
+        self.ready_after -= 1
+        return Completed(0 if self.ready_after < 0 else 2, "", "")
+
+    def psql(self, args: list[str]) -> Completed:
+        assert args[:5] == ["-u", "postgres", "--", "psql", "-X"], args
+        database = args[args.index("-d") + 1]
+        self.command_lines.append(" ".join(args))
+        sql = self.host.stdin[-1] or ""
+        if self.refuse:
+            return Completed(2, "", f"ERROR:  {self.refuse}\n")
+        if found := re.fullmatch(r"SELECT 1 FROM pg_roles WHERE rolname = '(\w+)';", sql):
+            return Completed(0, "1\n" if found.group(1) in self.roles else "", "")
+        if found := re.fullmatch(r"SELECT 1 FROM pg_database WHERE datname = '(\w+)';", sql):
+            return Completed(0, "1\n" if found.group(1) in self.databases else "", "")
+        if found := re.fullmatch(r"(CREATE|ALTER) ROLE (\w+) LOGIN PASSWORD '([^']+)';", sql):
+            assert (found.group(1) == "ALTER") == (found.group(2) in self.roles), sql
+            self.roles[found.group(2)] = found.group(3)
+            return Completed(0, "", "")
+        if found := re.fullmatch(r"CREATE DATABASE (\w+) OWNER (\w+);", sql):
+            self.databases[found.group(1)] = found.group(2)
+            return Completed(0, "", "")
+        if found := re.fullmatch(r"CREATE EXTENSION IF NOT EXISTS (\w+);", sql):
+            assert database in self.databases, database
+            self.extensions.add((database, found.group(1)))
+            return Completed(0, "", "")
+        raise AssertionError(f"unexpected SQL {sql!r}")
+
+
+def setup(host: FakeHost) -> tuple[int, str, str]:
+    return host.dograhctl("services", "setup")
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> FakeHost:
+    host = FakeHost(tmp_path)
+    host.configure(DOGRAH)
+    return host
+
+
+def test_setup_installs_from_debian_and_makes_the_apps_database(host: FakeHost) -> None:
+    debian = Debian(host)
+    debian.ready_after = 2
+    code, out, err = setup(host)
+    assert code == 0
+    assert err == "installing postgresql-17, postgresql-17-pgvector, redis-server from Debian\n"
+    assert debian.installed == {"postgresql-17", "postgresql-17-pgvector", "redis-server"}
+    assert host.units["postgresql.service"].active != "inactive"
+    assert host.units["redis-server.service"].active != "inactive"
+    assert debian.databases == {"dograh": "dograh"}
+    assert debian.extensions == {("dograh", "vector")}
+    password = debian.roles["dograh"]
+    assert len(password) >= 32
+    # The password went to psql's stdin, never onto a command line anyone could read.
+    assert debian.command_lines and all(password not in line
+                                        for line in debian.command_lines)
+    services = host.files.path(paths.SERVICES)
+    assert services.read_text().splitlines()[-2:] == [
+        f"DATABASE_URL=postgresql+asyncpg://dograh:{password}@127.0.0.1:5432/dograh",
+        "REDIS_URL=redis://127.0.0.1:6379/0"]
+    assert stat.S_IMODE(os.stat(services).st_mode) == 0o640
+    assert "and Redis run here; DATABASE_URL and REDIS_URL are in /etc/dograh/services.env" \
+        in out
+    # Dograh's secrets too, made once.
+    secrets = host.files.read(paths.SECRETS) or ""
+    assert re.search(r"^DOGRAH_DEVOPS_SECRET=[0-9a-f]{64}$", secrets, re.M)
+    assert re.search(r"^OSS_JWT_SECRET=[0-9a-f]{64}$", secrets, re.M)
+
+
+def test_setup_again_changes_nothing_and_keeps_the_password(host: FakeHost) -> None:
+    debian = Debian(host)
+    assert setup(host)[0] == 0
+    before = {path: host.files.read(path) for path in (paths.SERVICES, paths.SECRETS,
+                                                       paths.SERVICES_STATE)}
+    password = debian.roles["dograh"]
+    debian.installed.add("postgresql-17")  # as apt left it
+    assert setup(host)[0] == 0
+    assert debian.roles == {"dograh": password}
+    assert {path: host.files.read(path) for path in before} == before
+
+
+def test_a_role_dograhctl_did_not_make_is_refused(host: FakeHost) -> None:
+    debian = Debian(host)
+    debian.roles["dograh"] = "theirs"
+    code, _, err = setup(host)
+    assert code == 1
+    assert "PostgreSQL has a role dograh that dograhctl did not make" in err
+    assert debian.roles == {"dograh": "theirs"} and not debian.databases
+    assert not host.files.exists(paths.SERVICES)
+
+
+def test_without_postgresql_17_in_debian_it_says_so_and_installs_nothing(host: FakeHost
+                                                                          ) -> None:
+    debian = Debian(host, candidates=False)
+    code, _, err = setup(host)
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("dograhctl: postgresql-17, postgresql-17-pgvector, redis-server is "
+                          "not in this host's Debian"), err
+    assert "set DATABASE_URL and REDIS_URL" in err
+    assert not debian.installed
+    assert not host.files.exists(paths.SERVICES) and not host.files.exists(paths.SECRETS)
+
+
+def test_postgresql_that_never_answers_is_one_line(host: FakeHost) -> None:
+    debian = Debian(host)
+    debian.ready_after = 10_000
+    code, _, err = setup(host)
+    assert code == 1 and "PostgreSQL does not accept connections within 60s" in err
+    assert not host.files.exists(paths.SERVICES)
+
+
+def test_what_postgresql_refuses_is_its_own_last_line(host: FakeHost) -> None:
+    debian = Debian(host)
+    debian.refuse = "permission denied to create role"
+    code, _, err = setup(host)
+    assert code == 1
+    assert err.splitlines()[-1] == "dograhctl: PostgreSQL refused it: ERROR:  permission denied to " \
+        "create role"
+
+
+def test_the_units_read_services_env_before_the_admins_config(host: FakeHost) -> None:
+    Debian(host)
+    assert setup(host)[0] == 0
+    assert host.dograhctl("render")[0] == 0
+    unit = host.files.read(paths.UNIT_DIR / "dograh-api@.service") or ""
+    files = re.findall(r"^EnvironmentFile=(.+)$", unit, re.M)
+    assert files.index(f"-{paths.SERVICES}") < files.index(str(CONFIG)), files
+    assert files[-1] == f"-{paths.SECRETS}"
