@@ -1,5 +1,5 @@
 # The two commands the README opens with; both install what they need first.
-.PHONY: setup test demo deb changelog bench bench-capacity bench-voice bench-hosts
+.PHONY: setup test demo demo-dograh deb changelog bench bench-capacity bench-voice bench-hosts
 
 setup:
 	bash .ci/setup
@@ -12,6 +12,10 @@ test: setup
 # Boot a throwaway Debian container, install, dograhctl scale 6, show the fleet.
 demo: setup
 	.venv/bin/python -m tests.system.demo
+
+# The real Dograh (../shared/dograh's bundles) on Debian 13, offline: release make, deploy, a call.
+demo-dograh: setup
+	.venv/bin/python -m tests.system.demo --dograh
 
 # dist/dograh-systemd_<version>_all.deb, with its build dependencies installed first.
 deb:

@@ -5,8 +5,8 @@ on its own (release make, deploy, rollback, restart, scale), one at a time, each
 as a dograhctl command its agent starts: every one of them is resumable, takes
 the host's lock, and waits for the edges' switch like any change on a worker
 host. Releases every host makes come first; then the release, a restart, and the
-number of API workers. A drain lasts the host's own DRAIN_TIMEOUT unless the
-admin gave another.
+number of API workers (a scale, which also brings in the host's edited config). A
+drain lasts the host's own DRAIN_TIMEOUT unless the admin gave another.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Step:
     doing: str
     restart: int = 0  # the restart it carries out, when it is one
     refused: str = ""
+    finishes: bool = False  # the generation is carried out once it succeeded
 
 
 def drain(asked: Drain) -> list[str]:
@@ -67,7 +68,7 @@ def next_step(desired: Desired | None, done: int, local: Local, builds: Mapping[
     if desired.restart > local.restarted:
         return Step(command_lines.restart(drain(desired.drain)), "restarting",
                     restart=desired.restart)
-    if desired.api != local.api:
-        return Step(command_lines.scale(desired.api, drain(desired.drain)),
-                    f"scaling to {desired.api} API workers")
-    return None
+    # Also at the count asked: the host's own scale brings in what changed in its config
+    # (a base port, an edited env file), as a scale run on the host itself would.
+    return Step(command_lines.scale(desired.api, drain(desired.drain)),
+                f"scaling to {desired.api} API workers", finishes=True)

@@ -46,6 +46,8 @@ class _State(schema.Strict):
     running: schema.constr(strict=True, max_length=200)  # type: ignore[valid-type]
     running_generation: wire.Serial  # type: ignore[valid-type]
     running_restart: wire.Serial  # type: ignore[valid-type]
+    # The step is the generation's last (a scale): once it succeeded, it is carried out.
+    running_finishes: bool = False
     # The agent's last lease: a new agent revokes it, so its keys go at once.
     lease: wire.Serial  # type: ignore[valid-type]
 
@@ -237,13 +239,15 @@ class WorkerDuty:
         if step.refused:
             self._save(generation=generation, failed=step.refused)
             return step.refused
-        self._spawn(step.args, step.doing, generation, step.restart)
+        self._spawn(step.args, step.doing, generation, step.restart, step.finishes)
         return step.doing
 
-    def _spawn(self, args: list[str], doing: str, generation: int, restart: int) -> None:
+    def _spawn(self, args: list[str], doing: str, generation: int, restart: int,
+               finishes: bool = False) -> None:
         self.ctx.systemd.run_detached(paths.CONVERGE_UNIT, f"Dograh: {doing} (the agent)",
                                       command_lines.here(self.ctx.settings.config_path, args))
-        self._save(running=doing, running_generation=generation, running_restart=restart)
+        self._save(running=doing, running_generation=generation, running_restart=restart,
+                   running_finishes=finishes)
 
     def _converging(self) -> bool:
         state = self.ctx.systemd.show([paths.CONVERGE_UNIT])[paths.CONVERGE_UNIT]
@@ -256,16 +260,18 @@ class WorkerDuty:
             return
         state = self.ctx.systemd.show([paths.CONVERGE_UNIT])[paths.CONVERGE_UNIT]
         if state.active == "failed" and state.exit_status != BUSY:
-            why = self.ctx.systemd.journal_tail(paths.CONVERGE_UNIT, 1) or "it failed"
+            why = self.ctx.systemd.journal_tail(paths.CONVERGE_UNIT, 1, own=True) or "it failed"
             self._save(generation=self.state.running_generation, running="",
                        failed=f"{self.state.running} failed: {why}"[:2000])
             return
         if state.active == "failed":
             self._save(running="")  # busy: the next cycle runs it again
             return
-        changes: dict[str, Any] = {"running": ""}
+        changes: dict[str, Any] = {"running": "", "running_finishes": False}
         if self.state.running_restart:
             changes["restarted"] = self.state.running_restart
+        if self.state.running_finishes:
+            changes.update(generation=self.state.running_generation, failed="")
         self._save(**changes)
 
     # -- the state file -------------------------------------------------------------------
@@ -273,7 +279,7 @@ class WorkerDuty:
     def _load(self) -> _State:
         text = self.ctx.files.read(paths.AGENT_STATE)
         empty = _State(generation=0, restarted=0, failed="", running="",
-                       running_generation=0, running_restart=0, lease=0)
+                       running_generation=0, running_restart=0, running_finishes=False, lease=0)
         if text is None:
             return empty
         try:

@@ -6,6 +6,7 @@ the tests' fake host that records the order of operations.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -162,10 +163,27 @@ class Systemd:
         if units := list(units):
             self.run(["systemctl", "reset-failed", *units])
 
-    def journal_tail(self, unit: str, lines: int = 5) -> str:
-        result = self.run(["journalctl", "-u", unit, "-n", str(lines), "--no-pager",
-                           "-o", "cat"])
-        return " | ".join(line.strip() for line in result.stdout.splitlines() if line.strip())
+    def journal_tail(self, unit: str, lines: int = 5, own: bool = False) -> str:
+        """The unit's last journal lines; with ``own``, only what its processes printed
+        (not systemd's word on how it ended)."""
+        if not own:
+            result = self.run(["journalctl", "-u", unit, "-n", str(lines), "--no-pager",
+                               "-o", "cat"])
+            return " | ".join(line.strip() for line in result.stdout.splitlines()
+                              if line.strip())
+        result = self.run(["journalctl", "-u", unit, "-n", str(lines + 20), "--no-pager",
+                           "-o", "json", "--output-fields=MESSAGE,_TRANSPORT"])
+        printed = []
+        for line in result.stdout.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            message = entry.get("MESSAGE") if isinstance(entry, dict) else None
+            if entry.get("_TRANSPORT") == "stdout" and isinstance(message, str) \
+                    and message.strip():
+                printed.append(message.strip())
+        return " | ".join(printed[-lines:])
 
     def run_detached(self, name: str, description: str, argv: Sequence[str]) -> None:
         """Run ``argv`` as the transient service ``name``: it outlives the caller, and

@@ -41,7 +41,9 @@ class WorkerHost(LocalFleet):
     nginx_front = False
 
     def switch(self, ctx: Context, op: Operation, switched: bool) -> bool:
-        return switched
+        """The edges' switch, once they said so; nothing to wait for when no API worker
+        joins or leaves (they send to exactly these already)."""
+        return switched or set(op.target.api_ports()) == set(op.previous.api_ports())
 
     def waiting(self, op: Operation) -> str:
         return (f"a staged {op.verb} waits for the edges to send to this host's new workers; "

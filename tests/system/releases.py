@@ -3,6 +3,8 @@ wheel of its own on a local index, all inside a container (no network there)."""
 
 from __future__ import annotations
 
+import subprocess
+
 from bench.testbed.container import Container
 from bench.testbed.wheels import wheel
 
@@ -58,3 +60,10 @@ def commit(ct: Container, name: str, app: str | None = None, migration: str = ""
         ct.path(f"{SOURCE}/migrations/{migration}").write_text("")
     git(ct, SOURCE, "add", ".")
     git(ct, SOURCE, "commit", "-qm", name)
+
+
+def copy_source(source: Container, to: Container) -> None:
+    """The source exactly as ``source`` has it (the same commits) onto ``to``: what a
+    git server every host fetches from gives them."""
+    subprocess.run(f"tar -C {source.root} -c srv/app srv/greeting srv/wheels etc/pip.conf "
+                   f"| tar -C {to.root} -x", shell=True, check=True)

@@ -183,6 +183,8 @@ def test_a_split_keeps_serving_and_status_and_metrics_say_so(settled: dict[str, 
     metrics = {name: hosts[name].run("dograhctl", "metrics").stdout for name in EDGES}
     for text in metrics.values():
         assert f'dograh_front_address_held{{address="{FLOATING}/24"}} 1' in text
+        assert "dograh_keepalived_up 1" in text and "dograh_nginx_up 1" in text
+        assert "dograh_front_address_changed_timestamp_seconds " in text
     for name in EDGES:
         assert_nothing_lost(through[name].result())
     for name in EDGES:

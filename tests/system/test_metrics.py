@@ -2,10 +2,10 @@
 file dograh-metrics.timer writes, Debian's prometheus scrapes it and evaluates the
 shipped alert rules, and every query of the shipped dashboard has an answer.
 
-An edge is played on the same container: ``dograhctl metrics`` with an edge's config
-(a certificate of the admin's own, one worker host that never answers, and one whose
-ssh runs this host's own dograhctl as a worker host), served by a second
-node-exporter on port 9101.
+One host is enough: what only an edge writes (its worker hosts, the floating
+address) is checked on the edges of test_hosts.py and test_front_door.py. Debian 12
+alone: Prometheus and node-exporter add nothing on 13 that the package does not
+already do the same way there.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.testbed.container import CLEAN_PATH, Container
+import pytest
+
+from bench.testbed.container import Container
 
 from .fleet import api_ports, dograhctl, main_pid, reset
 from .load import Load
@@ -35,25 +37,10 @@ rule_files:
 scrape_configs:
   - job_name: node
     static_configs:
-      - targets: ["localhost:9100", "localhost:9101"]
+      - targets: ["localhost:9100"]
 """
-EDGE_CONFIG = """\
-DOGRAH_HOSTS="here=10.99.0.2 ghost=192.0.2.10"
-DOGRAH_TLS=files
-DOGRAH_TLS_CERTIFICATE=/root/edge/cert.pem
-DOGRAH_TLS_KEY=/root/edge/key.pem
-"""
-WORKER_CONFIG = "DOGRAH_EDGE=10.99.0.1\nUVICORN_HOST=10.99.0.2\n"
-# The edge's ssh to "here" runs this host's dograhctl as that worker host; any other
-# address goes to the real ssh.
-SSH = """\
-#!/bin/sh
-for command; do :; done
-case " $* " in
-    *" root@10.99.0.2 "*) exec env DOGRAH_CONFIG=/root/edge/worker.env sh -c "$command" ;;
-esac
-exec /usr/bin/ssh "$@"
-"""
+# The panels of the dashboard that only an edge's metrics answer, or a site with TLS.
+NOT_HERE = re.compile(r"dograh_(host_|front_|keepalived_|certificate_)")
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
@@ -100,26 +87,7 @@ def install_prometheus(ct: Container) -> None:
     ct.run("systemctl", "restart", "prometheus")
 
 
-def play_an_edge(ct: Container) -> None:
-    """An edge's metrics, served by a node-exporter of their own on 9101."""
-    ct.sh("mkdir -p /root/edge/textfile && cd /root/edge && "
-          "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 10 "
-          "-subj /CN=localhost -addext subjectAltName=DNS:localhost "
-          "-keyout key.pem -out cert.pem 2>/dev/null")
-    ct.path("/root/edge/dograh.env").write_text(EDGE_CONFIG)
-    ct.path("/root/edge/worker.env").write_text(WORKER_CONFIG)
-    ssh = ct.path("/root/edge/bin/ssh")
-    ssh.parent.mkdir()
-    ssh.write_text(SSH)
-    ssh.chmod(0o755)
-    ct.run("dograhctl", "--config", "/root/edge/dograh.env", "metrics", "--output",
-           "/root/edge/textfile/dograh.prom",
-           env={"PATH": f"/root/edge/bin:{CLEAN_PATH}"})
-    ct.run("systemd-run", "--unit=edge-node-exporter", "/usr/bin/prometheus-node-exporter",
-           "--web.listen-address=127.0.0.1:9101", "--collector.disable-defaults",
-           "--collector.textfile", "--collector.textfile.directory=/root/edge/textfile")
-
-
+@pytest.mark.parametrize("container", ["bookworm"], indirect=True)
 def test_prometheus_sees_the_fleet_and_its_alerts(container: Container) -> None:
     ct = container
     started = time.monotonic()
@@ -134,10 +102,8 @@ def test_prometheus_sees_the_fleet_and_its_alerts(container: Container) -> None:
         wait_for("finished deploy", lambda: ct.run(
             "systemctl", "show", "-p", "SubState", "--value", "dograh-deploy.service"
         ).stdout.strip() == "exited", 120)
-        play_an_edge(ct)
-        for written in (TEXTFILE, "/root/edge/textfile/dograh.prom"):  # lint-free, as written
-            lint = ct.sh(f"promtool check metrics < {written}", check=False)
-            assert (lint.returncode, lint.stdout + lint.stderr) == (0, ""), lint
+        lint = ct.sh(f"promtool check metrics < {TEXTFILE}", check=False)  # as written
+        assert (lint.returncode, lint.stdout + lint.stderr) == (0, ""), lint
         wait_for("Prometheus", lambda: ct.run("curl", "-sf", "http://localhost:9090/-/ready",
                                               check=False).returncode == 0, 60)
         security = ct.run("systemd-analyze", "security", "--no-pager",
@@ -190,29 +156,24 @@ def test_prometheus_sees_the_fleet_and_its_alerts(container: Container) -> None:
         worker_down = wait_for("DograhWorkerDown firing",
                                lambda: firing(ct, "DograhWorkerDown"), 30)
         assert [labels["unit"] for labels in worker_down] == [stopped]
-        assert [labels["host"] for labels in firing(ct, "DograhHostDown")] == ["ghost"]
-        assert scalar(ct, 'dograh_host_up{host="here"}') == 1
-        assert scalar(ct, 'dograh_host_upstream_members{host="here"}') == 0  # not its address
 
         # Every query of the dashboard has an answer from this Prometheus.
         dashboard = json.loads(DASHBOARD.read_text())
         asked = [(panel["title"], target["expr"].replace("$instance", ".+")
                   .replace("$__rate_interval", "1m"))
-                 for panel in dashboard["panels"] for target in panel.get("targets", [])]
+                 for panel in dashboard["panels"] for target in panel.get("targets", [])
+                 if not NOT_HERE.search(target["expr"])]
         assert [f"{title}: {expr}" for title, expr in asked if not query(ct, expr)] == []
         queries = len(asked)
-        days = scalar(ct, "(dograh_certificate_expiry_timestamp_seconds - time()) / 86400")
-        assert days is not None and 9 < days <= 10
         assert scalar(ct, 'dograh_last_deploy_state{instance="localhost:9100",'
                           'state="succeeded"}') == 1
         print(f"\ndograh.prom {first_file:.0f}s after node-exporter came; sum(dograh_live_calls) "
               f"30; {unit} restarts {before:.0f} -> {after:.0f}; DograhFleetBelowDesired firing "
               f"{fired:.0f}s after the stop; {queries} dashboard queries answered; "
-              f"certificate {days:.2f} days; exposure {score}; "
+              f"exposure {score}; "
               f"the whole test {time.monotonic() - started:.0f}s")
     finally:
-        ct.run("systemctl", "stop", "edge-node-exporter", check=False)
         ct.run("apt-get", "purge", "-y", "prometheus", "prometheus-node-exporter",
                check=False, timeout=300)
-        ct.run("rm", "-rf", "/var/lib/prometheus", "/root/edge", check=False)
+        ct.run("rm", "-rf", "/var/lib/prometheus", check=False)
         reset(ct, 3)

@@ -1,6 +1,7 @@
 """Releases on real systemd: made from a local git repository (with a submodule) and a
 local wheel directory, built by the build user, deployed and rolled back under live calls
-and HTTP load, refused when they do not import, pruned; Debian 12 and 13."""
+and HTTP load, refused when they do not import, pruned; on Debian 12 (Debian 13's
+releases are the real Dograh's, in test_real_dograh.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from .fleet import api_ports, dograhctl, main_pid, reset
 from .load import Load, assert_nothing_lost
 from .releases import SOURCE, commit, make_source
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system,
+              pytest.mark.parametrize("container", ["bookworm"], indirect=True)]
 
 ENV = "/etc/dograh/dograh.env"
 RELEASES = "/var/lib/dograh-systemd/releases"

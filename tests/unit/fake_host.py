@@ -292,7 +292,15 @@ class FakeHost(Host):
             return self._systemctl(args)
         if program == "journalctl":
             unit = args[args.index("-u") + 1] if "-u" in args else ""
-            return Completed(0, self.journal.get(unit, "app: database unreachable") + "\n", "")
+            said = self.journal.get(unit, "app: database unreachable")
+            if "json" in args:  # what the unit printed, then systemd's word on its end
+                return Completed(0, json.dumps({"MESSAGE": said, "_TRANSPORT": "stdout"})
+                                 + "\n" + json.dumps({"MESSAGE": f"{unit}: Failed with "
+                                                      "result 'exit-code'.",
+                                                      "_TRANSPORT": "journal"}) + "\n", "")
+            if unit == paths.CONVERGE_UNIT:  # systemd has the last word on a transient unit
+                said += f"\n{unit}: Failed with result 'exit-code'."
+            return Completed(0, said + "\n", "")
         if program == "systemd-run":
             return self._systemd_run(args)
         if program == "nginx":
@@ -472,6 +480,9 @@ class FakeHost(Host):
     def _restart(self, name: str) -> None:
         self.event(f"restart {name}")
         unit = self.units.setdefault(name, Unit())
+        if name in self.failing:
+            unit.active, unit.sub, unit.pid = "failed", "failed", 0
+            return
         unit.active, unit.sub, unit.since = "active", "running", self.clock.now
         unit.pid, unit.cwd = self._pid(), self._working_directory(name)
 

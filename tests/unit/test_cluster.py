@@ -6,6 +6,7 @@ neither the edge nor the others."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -374,3 +375,36 @@ def test_two_edges_render_the_same_upstream_and_hosts_wait_for_both(tmp_path: Pa
     dograhctl(found.edge, "restart")
     assert {port for _, port in found.edge.upstream} == {8100, 8101}
     no_violations(found)
+
+
+def test_a_scale_that_changes_nothing_on_a_worker_host_waits_for_nobody(cluster: FakeCluster
+                                                                        ) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    worker1 = cluster.workers["worker1"]
+    out = dograhctl(worker1, "scale", "2")
+    assert not out.startswith("staged: ") and "waits for the edges" not in out
+    assert json.loads(worker1.files.read(paths.RECORD) or "{}").get("operation") is None
+
+
+def test_the_edges_scale_brings_in_a_worker_hosts_edited_config(cluster: FakeCluster) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    worker2 = cluster.workers["worker2"]
+    config = worker2.files.path(Path("/etc/dograh/dograh.env"))
+    config.write_text(config.read_text() + "UVICORN_BASE_PORT=9000\n")
+    dograhctl(cluster.edge, "scale", "4")  # the same count: worker2 moves onto its config
+    assert api_units(worker2) == ["dograh-api@9000.service", "dograh-api@9001.service"]
+    assert sorted(p for a, p in cluster.edge.upstream if a == "10.0.0.12") == [9000, 9001]
+    assert api_units(cluster.workers["worker1"]) == ["dograh-api@8000.service",
+                                                     "dograh-api@8001.service"]
+    no_violations(cluster)
+
+
+def test_a_host_that_cannot_move_is_named_with_its_own_words(cluster: FakeCluster) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    cluster.workers["worker1"].failing.add("dograh-arq@1.service")
+    out = dograhctl(cluster.edge, "restart", code=1)
+    said = re.search(r"; worker1 did not move \([\w ]+ failed: (dograhctl: .*)\)$", out, re.M)
+    assert said, out
+    assert "dograh-arq@1.service" in said.group(1) and "Failed with result" not in out
+    assert "worker2 carried it out" in out
+    no_violations(cluster)
