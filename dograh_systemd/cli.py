@@ -35,7 +35,7 @@ from .cluster import setup
 from .config import ConfigError, Settings
 from .context import Context
 from .errors import DograhError
-from .facts import gather
+from .facts import Facts, gather
 from .host import Host
 from .host.lock import WAIT, Busy
 from .modes.mode import Answer, Change, Mode, ReleaseRequest
@@ -124,10 +124,11 @@ def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def handed(chosen: Options) -> Context:
-    """The settings of the config file, for the release the fleet runs if it runs one."""
+def handed(chosen: Options, facts: Facts | None = None) -> Context:
+    """The settings of the config file, for the release the fleet runs if it runs one;
+    the host's ``facts`` as gathered before, if given (an agent's cycle gathers none)."""
     settings = config.load(chosen.config, files=chosen.host.files, machine=chosen.host.machine)
-    ctx = Context(settings, report, chosen.host, gather(chosen.host))
+    ctx = Context(settings, report, chosen.host, facts or gather(chosen.host))
     running = releases.deployed(ctx)
     if not running:
         return ctx
@@ -435,7 +436,7 @@ def agent(ctx: Context, mode: Mode) -> None:
     def refresh() -> Context:
         """The config as it is now (an edit reaches the agent without a restart)."""
         try:
-            return handed(chosen)
+            return handed(chosen, ctx.facts)
         except (ConfigError, DograhError) as exc:
             report(f"warning: {exc}; going on with the config as it was")
             return ctx

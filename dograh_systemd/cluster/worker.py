@@ -25,6 +25,7 @@ from typing import Any
 
 from .. import command_lines, etcd, paths, schema, wire
 from ..context import Context
+from ..host.systemd import UnitState
 from ..roles import Role
 from . import converge, election
 from .keys import Keys
@@ -68,6 +69,12 @@ class WorkerDuty:
         self.members: list[tuple[int, bool]] = []
         self.members_revision = 0    # when the members last changed there
         self.started: dict[str, str] = {}  # singleton unit -> digest of the file it runs
+        # The singletons' and the converge unit's states, read once a cycle (one
+        # systemctl), forgotten for a unit this host has just started or stopped.
+        self.units: dict[str, UnitState] = {}
+        self.registration: dict[str, Any] | None = None
+        self.record: str | None = None  # the fleet record as the registration last saw it
+        self.registered_at = -REGISTER_EVERY
 
     # -- the agent's hooks ----------------------------------------------------------------
 
@@ -82,7 +89,9 @@ class WorkerDuty:
         self.members_revision = 0
 
     def cycle(self, snapshot: Snapshot, lease: int) -> str:
-        registration = self._register(lease)
+        self.units = self.ctx.systemd.show([*(role.unit_file for role in self.singletons),
+                                            paths.CONVERGE_UNIT])
+        registration = self._register(lease, snapshot)
         held = self._singletons(snapshot, lease)
         waiting = self._switch(snapshot, registration)
         doing = self._converge(snapshot, registration)
@@ -93,32 +102,48 @@ class WorkerDuty:
 
     def lost(self) -> None:
         """Every singleton this host runs is killed: another host may take it soon."""
+        self.units = {}  # asked afresh: nothing may run on a state read before
         for role in self.singletons:
             if self._running(role):
                 self.ctx.systemd.kill(role.unit_file)
+                self.units.pop(role.unit_file, None)
                 self.ctx.report(f"killed {role.unit_file}: this host lost its lease")
         self.started.clear()
 
     def stopping(self, lease: int | None) -> None:
         """Each singleton stops (BindsTo= has stopped them already), and its key goes
         back for the next host."""
+        self.units = {}
         for role in self.singletons:
             if self._running(role):
                 self.ctx.systemd.stop([role.unit_file])
+                self.units.pop(role.unit_file, None)
             if lease is not None:
                 self.client.delete_if_held(self.keys.leader(role.name), lease)
 
     # -- register -------------------------------------------------------------------------
 
-    def _register(self, lease: int) -> dict[str, Any]:
+    def _register(self, lease: int, snapshot: Snapshot) -> dict[str, Any]:
         """This host's registration, written when anything but its calls changed, and
-        at least every few seconds while those change."""
+        at least every few seconds while those change. At rest it is looked at every few
+        seconds (a look is a dozen systemctl calls); while anything is at work here, or
+        asked of this host, every cycle."""
+        now = self.ctx.clock.monotonic()
+        desired = snapshot.desired_for(self.me)
+        # A command here (this agent's or the admin's) changes the fleet record first.
+        record = self.ctx.files.read(paths.RECORD)
+        busy = (self.registration is None or self.registration["operation"] is not None
+                or bool(self.state.running) or record != self.record
+                or (desired is not None and desired.generation > self.state.generation))
+        if not busy and self.published and now - self.registered_at < REGISTER_EVERY:
+            return self.registration  # type: ignore[return-value]
+        self.registered_at, self.record = now, record
         registration = {**self.report(), "generation": self.state.generation,
                         "restarted": self.state.restarted, "failed": self.state.failed}
+        self.registration = registration
         text = wire.write(wire.HostReport, registration)
         shape = wire.write(wire.HostReport, {**registration, "members": [
             {**member, "calls": 0} for member in registration["members"]]})
-        now = self.ctx.clock.monotonic()
         if shape != self.published_shape or (
                 text != self.published and now - self.published_at >= REGISTER_EVERY):
             revision = self.client.put(self.keys.host(self.me), text, lease)
@@ -166,6 +191,7 @@ class WorkerDuty:
                         self.ctx.report(f"{role.name}: stepping down for a host preferred "
                                         "to this one")
                         self.ctx.systemd.stop_no_block([role.unit_file])
+                        self.units.pop(role.unit_file, None)
                     else:
                         self.started.pop(role.unit_file, None)
                         self.client.delete_if_held(key, lease)
@@ -173,6 +199,7 @@ class WorkerDuty:
                     if self._running(role):
                         self.ctx.report(f"{role.name}: held elsewhere, stopping it here")
                         self.ctx.systemd.kill(role.unit_file)
+                        self.units.pop(role.unit_file, None)
                     self.started.pop(role.unit_file, None)
         return held
 
@@ -189,13 +216,20 @@ class WorkerDuty:
             self.ctx.files.write_atomic(env, text, mode=0o644)
         if not self._running(role):
             self.ctx.systemd.start_no_block([unit])
+            self.units.pop(unit, None)
         elif self.started.get(unit, digest) != digest:
             self.ctx.report(f"restarting {unit} onto its new unit file")
             self.ctx.systemd.restart_no_block(unit)
+            self.units.pop(unit, None)
         self.started[unit] = digest
 
     def _running(self, role: Role) -> bool:
-        return self.ctx.systemd.show([role.unit_file])[role.unit_file].running
+        return self._state(role.unit_file).running
+
+    def _state(self, unit: str) -> UnitState:
+        if unit not in self.units:
+            self.units.update(self.ctx.systemd.show([unit]))
+        return self.units[unit]
 
     # -- the switch ----------------------------------------------------------------------
 
@@ -246,11 +280,12 @@ class WorkerDuty:
                finishes: bool = False) -> None:
         self.ctx.systemd.run_detached(paths.CONVERGE_UNIT, f"Dograh: {doing} (the agent)",
                                       command_lines.here(self.ctx.settings.config_path, args))
+        self.units.pop(paths.CONVERGE_UNIT, None)
         self._save(running=doing, running_generation=generation, running_restart=restart,
                    running_finishes=finishes)
 
     def _converging(self) -> bool:
-        state = self.ctx.systemd.show([paths.CONVERGE_UNIT])[paths.CONVERGE_UNIT]
+        state = self._state(paths.CONVERGE_UNIT)
         return state.active in ("activating", "deactivating") or (
             state.active == "active" and state.sub != "exited")
 

@@ -408,3 +408,30 @@ def test_a_host_that_cannot_move_is_named_with_its_own_words(cluster: FakeCluste
     assert "dograh-arq@1.service" in said.group(1) and "Failed with result" not in out
     assert "worker2 carried it out" in out
     no_violations(cluster)
+
+
+def test_a_host_at_rest_looks_at_its_fleet_every_few_seconds_not_every_cycle(
+        cluster: FakeCluster) -> None:
+    """An agent's cycle runs every second: at rest it asks systemd once a cycle (its
+    singletons), and its whole fleet (a dozen calls) every REGISTER_EVERY seconds."""
+    from dograh_systemd.cluster.worker import REGISTER_EVERY
+    dograhctl(cluster.edge, "scale", "4")
+    cluster.run(REGISTER_EVERY + 2)
+    worker1 = cluster.workers["worker1"]
+    ran: list[str] = []
+    asked = worker1.systemd.run
+
+    def counted(argv, timeout=None, input=None):  # type: ignore[no-untyped-def]
+        ran.append(" ".join(argv[:2]))
+        return asked(argv, timeout, input)
+
+    worker1.systemd.run = counted  # type: ignore[method-assign]
+    cluster.run(20)
+    looks = ran.count("systemctl list-units")
+    assert 20 / REGISTER_EVERY - 1 <= looks <= 20 / REGISTER_EVERY + 1, ran
+    assert len(ran) <= 20 + looks * 12, len(ran)
+    # A command of the admin's on the host is registered at the next cycle.
+    assert dograhctl(worker1, "scale", "3").startswith("staged: ")
+    cluster.run(1)
+    registered = json.loads(cluster.etcd.value(KEYS.host("worker1")) or b"{}")
+    assert registered["operation"]["staged"] and len(registered["members"]) == 3
