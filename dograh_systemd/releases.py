@@ -385,7 +385,13 @@ def _fetch(source: str, ref: str) -> list[str]:
     quoted = shlex.quote(source)
     clone = (f"{git} clone --quiet --no-checkout -- {quoted} .\n"
              f"{git} checkout --quiet --detach {shlex.quote(ref or 'HEAD')}\n"
-             f"{git} submodule --quiet update --init --recursive\n"
+             # A submodule whose pinned commit its source lacks is named, not git's words.
+             f"if ! {git} submodule --quiet update --init --recursive; then\n"
+             f"  {git} ls-files --stage | while read -r mode sha stage path; do\n"
+             f'    [ "$mode" = 160000 ] || continue\n'
+             f'    {git} -C "$path" cat-file -e "$sha^{{commit}}" 2>/dev/null || echo '
+             f'"submodule $path is pinned to $sha, which its source does not have" >&2\n'
+             f"  done\n  exit 1\nfi\n"
              f'echo "$({git} rev-parse HEAD) $({git} describe --tags --always)"\n')
     if not source.startswith("/"):
         return ["/bin/sh", "-ec", clone]

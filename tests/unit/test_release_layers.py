@@ -164,3 +164,40 @@ def test_a_damaged_description_is_named_and_spoils_no_other(host: FakeHost, repo
     assert "r0" in listing and "damaged" in listing
     dograhctl(host, "deploy")  # the newest ready: r1
     assert {p.name for p in host.files.listing(paths.RELEASES_DIR)} >= {"r1", "r0.json"}
+
+
+def test_a_failed_builds_why_is_bounded_and_the_listing_reads_on(host: FakeHost, repo: Path
+                                                                 ) -> None:
+    loud = "python3 -c 'import sys; sys.stderr.write(\"x\" * 5000); sys.exit(3)'"
+    host.configure(f"DOGRAH_SOURCE={repo}\nDOGRAH_SOURCE_LAYOUT=app\n"
+                   f"DOGRAH_BUILD_COMMAND=/bin/sh -c {json.dumps(loud)}\n")
+    code, _, err = host.dograhctl("release", "make", "--app", "app:app", "--id", "loud")
+    assert code == 1 and err.splitlines()[-1].startswith("dograhctl: release loud failed")
+    described = json.loads(host.files.read(paths.RELEASES_DIR / "loud.json") or "")
+    assert described["state"] == "failed" and len(described["why"]) <= 2000
+    listing = dograhctl(host, "releases")
+    assert "loud" in listing and "failed" in listing and "damaged" not in listing
+    assert len(host.files.read(paths.RELEASES_DIR / "loud.log") or "") > 5000  # kept whole
+
+
+def test_a_submodule_pinned_to_a_commit_its_source_lacks_is_named(host: FakeHost, repo: Path,
+                                                                  tmp_path: Path) -> None:
+    lib = tmp_path / "greeting"
+    lib.mkdir()
+    git(lib, "init", "-q", "-b", "main")
+    (lib / "greeting.py").write_text('WORD = "hello"\n')
+    git(lib, "add", ".")
+    git(lib, "commit", "-qm", "greeting")
+    git(repo, "submodule", "add", "-q", str(lib), "pipecat")
+    git(repo, "commit", "-qm", "with pipecat")
+    # The submodule's history rewritten: the commit the app pins is gone from it.
+    (lib / "greeting.py").write_text('WORD = "rewritten"\n')
+    git(lib, "commit", "-q", "--amend", "-am", "rewritten")
+    git(lib, "reflog", "expire", "--expire=now", "--all")
+    git(lib, "gc", "-q", "--prune=now")
+    releases.configure(host, repo)
+    code, _, err = host.dograhctl("release", "make", "--app", "app:app", "--id", "pinned")
+    assert code == 1, err
+    assert err.splitlines()[-1].startswith("dograhctl: release pinned failed, nothing running "
+                                           "changed: fetching failed: submodule pipecat is "
+                                           "pinned to "), err
