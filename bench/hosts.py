@@ -15,11 +15,13 @@ carries before its nginx is the limit.
     sudo make bench-hosts   # bench/results/hosts.md, hosts.json, hosts.png
     sudo .venv/bin/python -m bench.hosts --at-rest   # only the hosts at rest, again
     sudo .venv/bin/python -m bench.hosts --failover  # only the floating address's failover
+    sudo .venv/bin/python -m bench.hosts --host-loss # only a worker host powered off
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -37,6 +39,7 @@ import matplotlib.pyplot as plt
 
 from bench.testbed.cluster import cluster, front_keys, holders, install
 from bench.testbed.container import Container
+from dograh_systemd.cluster.agent import TTL
 
 from . import ramp
 from .failover import failover_seconds
@@ -195,6 +198,22 @@ def at_rest(edge: Container, cgroups: Cgroups, seconds: float = 45) -> dict[str,
             "seconds": seconds, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
+# What a worker host spends on being in the cluster: under the SSH poll its status
+# commands (user.slice) and sshd; on etcd its agent and, where it is a member, etcd.
+CONTROL_PLANE = ("user.slice", "system.slice/ssh.service", "system.slice/dograh-agent.service",
+                 "system.slice/etcd.service")
+
+
+def control_plane(rest: dict[str, Any]) -> str:
+    """Each worker host's control-plane CPU at rest, and the CPU-seconds a minute of the
+    mean host."""
+    spent = {name: sum(units.get(unit, 0) for unit in CONTROL_PLANE)
+             for name, units in rest["units"].items()}
+    mean = sum(spent.values()) / len(spent)
+    return (", ".join(f"{name} {cpu:.3f}" for name, cpu in spent.items())
+            + f" ({60 * mean:.1f} CPU-seconds a minute)")
+
+
 def units_cpu(ct: Container) -> dict[str, float]:
     """CPU seconds each unit (and slice) of a container has used, from its cgroup tree."""
     out = ct.sh("for f in /sys/fs/cgroup/*.slice/cpu.stat /sys/fs/cgroup/*.slice/*/cpu.stat; "
@@ -320,6 +339,25 @@ def markdown(results: dict[str, Any]) -> str:
         "systemd's accounting, CPUs): "
         + "; ".join(f"{name}: " + ", ".join(f"{unit} {cpu}" for unit, cpu in units.items())
                     for name, units in rest["units"].items()) + ".", ""]
+    before = results.get("at_rest_before")
+    if before:
+        lines += [
+            "**The control plane at rest, before and after etcd** (per worker host, CPU; "
+            "its units by its own systemd's accounting, above): "
+            f"{control_plane(before)} before ({before['date']}, the edge polling every host "
+            f"over SSH); {control_plane(rest)} now ({rest['date']}).", ""]
+    loss = results.get("host_loss")
+    if loss:
+        out = [r["upstream"] for r in loss["runs"]]
+        moved = [r["singletons"] for r in loss["runs"]]
+        lines += [
+            f"**A worker host powered off** ({loss['date']}; an edge and two worker hosts, "
+            f"etcd's three members on them, the agents' lease {loss['ttl']} s): the host "
+            "that runs both singletons powered off (its link down, then its init killed), "
+            f"over {len(out)} runs (min / median / max): out of the edge's upstream after "
+            f"**{min(out)} / {statistics.median(out)} / {max(out)} s**, both singletons "
+            f"running on the other host after **{min(moved)} / {statistics.median(moved)} / "
+            f"{max(moved)} s**, with no admin command.", ""]
     over = results.get("failover")
     if over:
         lines += [
@@ -428,18 +466,81 @@ def failover(deb: Path) -> dict[str, Any]:
                 "max": max(times), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
+# A worker host powered off, LOSS_RUNS times: the host that runs the singletons goes,
+# the other takes them; it boots again and rejoins before the next run.
+LOSS_SUBNET = "10.250.11"
+LOSS_WORKERS = {"worker1": f"{LOSS_SUBNET}.11", "worker2": f"{LOSS_SUBNET}.12"}
+LOSS_LAYOUT = {"edge": ("bookworm", 10), "worker1": ("bookworm", 11), "worker2": ("trixie", 12)}
+LOSS_SINGLETONS = ("dograh-ari-manager.service", "dograh-campaign-orchestrator.service")
+LOSS_RUNS = 5
+UPSTREAM_CONF = "/etc/nginx/dograh/upstream.conf"
+
+
+def host_loss(deb: Path) -> dict[str, Any]:
+    """Power-off of the host that runs the singletons → its address gone from the edge's
+    upstream, and → every singleton active on the other host (sampled every 0.2 s)."""
+    placed = " ".join(f"{unit.removeprefix('dograh-').removesuffix('.service')}="
+                      f"{','.join(LOSS_WORKERS)}" for unit in LOSS_SINGLETONS)
+    with cluster(LOSS_LAYOUT, bridge="dograhbench2", subnet=LOSS_SUBNET) as hosts:
+        install(hosts, deb, {"edge": f"{LOSS_SUBNET}.10"}, LOSS_WORKERS, tuple(LOSS_LAYOUT),
+                worker_env="FASTAPI_WORKERS=1\nARQ_WORKERS=0\n",
+                edge_env=f"DOGRAH_SINGLETON_HOSTS=\"{placed}\"\nFASTAPI_WORKERS=2\n")
+        edge = hosts["edge"]
+        edge.run("dograhctl", "scale", "2", timeout=600)
+
+        def running(name: str) -> bool:
+            out = hosts[name].run("systemctl", "is-active", *LOSS_SINGLETONS,
+                                  check=False).stdout.split()
+            return out == ["active"] * len(LOSS_SINGLETONS)
+
+        def upstream_has(address: str) -> bool:
+            return f"{address}:" in edge.path(UPSTREAM_CONF).read_text()
+
+        def upstream_lacks(address: str) -> bool:
+            return not upstream_has(address)
+
+        def wait(predicate: Any, seconds: float, what: str) -> float:
+            started = time.monotonic()
+            while not predicate():
+                if time.monotonic() > started + seconds:
+                    raise SystemExit(f"bench: not within {seconds:.0f} s: {what}")
+                time.sleep(0.2)
+            return time.monotonic()
+
+        runs = []
+        for run in range(LOSS_RUNS):
+            wait(lambda: all(upstream_has(a) for a in LOSS_WORKERS.values()), 120,
+                 "every worker host in the upstream")
+            holder = next(name for name in LOSS_WORKERS if running(name))
+            other = next(name for name in LOSS_WORKERS if name != holder)
+            cut = hosts[holder].power_cut()
+            left = wait(functools.partial(upstream_lacks, LOSS_WORKERS[holder]), 60,
+                        f"{holder} left the upstream")
+            moved = wait(functools.partial(running, other), 60, f"the singletons on {other}")
+            runs.append({"upstream": round(left - cut, 1), "singletons": round(moved - cut, 1)})
+            print(f"host loss {run + 1}: {holder} off; out of the upstream after "
+                  f"{left - cut:.1f} s, its singletons on {other} after {moved - cut:.1f} s",
+                  flush=True)
+            hosts[holder].boot()
+        return {"runs": runs, "ttl": TTL,
+                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
 def main() -> None:
     # A benchmark stopped with kill still powers its containers off and removes them.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (it boots systemd-nspawn containers)")
     # --at-rest: only the hosts at rest again (the control plane's own cost); --failover:
-    # only the floating address's failover; either into the last full run's report.
+    # only the floating address's failover; --host-loss: only a worker host powered off;
+    # each into the last full run's report.
     only_at_rest = sys.argv[1:] == ["--at-rest"]
     deb = built_deb()
-    if sys.argv[1:] == ["--failover"]:
+    only = {"--failover": ("failover", failover), "--host-loss": ("host_loss", host_loss)}
+    if len(sys.argv) == 2 and sys.argv[1] in only:
+        key, measured = only[sys.argv[1]]
         results = json.loads((RESULTS / "hosts.json").read_text())
-        results["failover"] = failover(deb)
+        results[key] = measured(deb)
         save(results, "hosts")
         (RESULTS / "hosts.md").write_text(markdown(results))
         print(f"wrote {RESULTS / 'hosts.md'}")
