@@ -64,8 +64,9 @@ class Event:
     mod_revision: int
 
 
-def _b64(text: str | bytes) -> str:
-    return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
+def b64(text: str) -> str:
+    """A key or value as the gateway takes it."""
+    return base64.b64encode(text.encode()).decode()
 
 
 def _unb64(text: str) -> bytes:
@@ -117,36 +118,36 @@ class Client:
 
     def range(self, key: str, prefix: bool = False) -> tuple[list[KeyValue], int]:
         """The keys ``key`` (or every key under it), and the revision they were read at."""
-        body: dict[str, Any] = {"key": _b64(key)}
+        body: dict[str, Any] = {"key": b64(key)}
         if prefix:
-            body["range_end"] = _b64(prefix_end(key))
+            body["range_end"] = b64(prefix_end(key))
         reply = self.call("/v3/kv/range", body)
         return [_kv(kv) for kv in reply.get("kvs", [])], int(reply["header"]["revision"])
 
     def put(self, key: str, value: str, lease: int = 0) -> int:
         """Write ``key``; the revision of the write."""
-        body: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}
+        body: dict[str, Any] = {"key": b64(key), "value": b64(value)}
         if lease:
             body["lease"] = str(lease)
         return int(self.call("/v3/kv/put", body)["header"]["revision"])
 
     def delete(self, key: str, prefix: bool = False) -> int:
-        body: dict[str, Any] = {"key": _b64(key)}
+        body: dict[str, Any] = {"key": b64(key)}
         if prefix:
-            body["range_end"] = _b64(prefix_end(key))
+            body["range_end"] = b64(prefix_end(key))
         return int(self.call("/v3/kv/deleterange", body)["header"]["revision"])
 
     def create(self, key: str, value: str, lease: int = 0) -> tuple[bool, int]:
         """Write ``key`` only if it does not exist (one transaction): whether it was
         written, and its create revision (the new one, or the one it has)."""
-        put: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}
+        put: dict[str, Any] = {"key": b64(key), "value": b64(value)}
         if lease:
             put["lease"] = str(lease)
         reply = self.call("/v3/kv/txn", {
-            "compare": [{"key": _b64(key), "target": "CREATE", "result": "EQUAL",
+            "compare": [{"key": b64(key), "target": "CREATE", "result": "EQUAL",
                          "create_revision": "0"}],
             "success": [{"request_put": put}],
-            "failure": [{"request_range": {"key": _b64(key)}}]})
+            "failure": [{"request_range": {"key": b64(key)}}]})
         if reply.get("succeeded"):
             return True, int(reply["header"]["revision"])
         kvs = reply["responses"][0]["response_range"].get("kvs", [])
@@ -154,22 +155,22 @@ class Client:
 
     def replace(self, key: str, value: str, mod_revision: int, lease: int = 0) -> bool:
         """Write ``key`` only if it was last written at ``mod_revision`` (0: absent)."""
-        put: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}
+        put: dict[str, Any] = {"key": b64(key), "value": b64(value)}
         if lease:
             put["lease"] = str(lease)
         target = ({"target": "MOD", "mod_revision": str(mod_revision)} if mod_revision
                   else {"target": "CREATE", "create_revision": "0"})
         reply = self.call("/v3/kv/txn", {
-            "compare": [{"key": _b64(key), "result": "EQUAL", **target}],
+            "compare": [{"key": b64(key), "result": "EQUAL", **target}],
             "success": [{"request_put": put}]})
         return bool(reply.get("succeeded"))
 
     def delete_if_held(self, key: str, lease: int) -> bool:
         """Delete ``key`` only while it is bound to ``lease`` (a leader stepping down)."""
         reply = self.call("/v3/kv/txn", {
-            "compare": [{"key": _b64(key), "target": "LEASE", "result": "EQUAL",
+            "compare": [{"key": b64(key), "target": "LEASE", "result": "EQUAL",
                          "lease": str(lease)}],
-            "success": [{"request_delete_range": {"key": _b64(key)}}]})
+            "success": [{"request_delete_range": {"key": b64(key)}}]})
         return bool(reply.get("succeeded"))
 
     # -- leases ---------------------------------------------------------------------------
@@ -191,7 +192,7 @@ class Client:
         """The changes under ``prefix`` from ``start_revision`` on, a batch at a time, for
         as long as the member keeps the stream open (on a connection of its own)."""
         connection, token = self._open_stream()
-        body = {"create_request": {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)),
+        body = {"create_request": {"key": b64(prefix), "range_end": b64(prefix_end(prefix)),
                                    "start_revision": str(start_revision)}}
         headers = {"Content-Type": "application/json", **({"Authorization": token}
                                                            if token else {})}
@@ -305,7 +306,7 @@ class Client:
         token to send on it."""
         with self._lock:
             if self.credentials and self._token is None:
-                self._call("/v3/kv/range", {"key": _b64("\0")})  # authenticates
+                self._call("/v3/kv/range", {"key": b64("\0")})  # authenticates
             return self._connection_to(self.endpoints[self._current]), self._token
 
     def _drop(self) -> None:

@@ -35,12 +35,23 @@ def setup(ctx: Context) -> str:
     ctx.systemd.enable(UNITS)
     ctx.systemd.start(UNITS)
     _wait_for_postgresql(ctx)
-    made_role = _role(ctx)
-    made_database = _database(ctx)
+    role = _exists(ctx, "pg_roles", "rolname", ROLE)
+    database = _exists(ctx, "pg_database", "datname", DATABASE)
+    if not ctx.files.exists(paths.SERVICES_STATE):
+        for kind, name, there in (("role", ROLE, role), ("database", DATABASE, database)):
+            if there:
+                raise DograhError(f"PostgreSQL has a {kind} {name} that dograhctl did not make: "
+                                  "to use it, set DATABASE_URL in the config; or drop it first")
+    # Named before they are made: a setup killed midway is finished by the next, and the
+    # purge drops these (and nothing that was there before).
+    ctx.files.write_atomic(paths.SERVICES_STATE,
+                           f"DOGRAH_ROLE={ROLE}\nDOGRAH_DATABASE={DATABASE}\n", mode=0o600)
+    # The password goes on psql's stdin, never on a command line.
+    _psql(ctx, "postgres", f"{'ALTER' if role else 'CREATE'} ROLE {ROLE} LOGIN PASSWORD "
+                           f"'{_password(ctx)}';")
+    if not database:
+        _psql(ctx, "postgres", f"CREATE DATABASE {DATABASE} OWNER {ROLE};")
     _psql(ctx, DATABASE, "CREATE EXTENSION IF NOT EXISTS vector;")
-    if made_role or made_database:
-        ctx.files.write_atomic(paths.SERVICES_STATE,
-                               f"DOGRAH_ROLE={ROLE}\nDOGRAH_DATABASE={DATABASE}\n", mode=0o600)
     said = app_secrets.ensure(ctx.files, ctx.settings)
     return (f"PostgreSQL ({DATABASE}, with pgvector) and Redis run here; DATABASE_URL and "
             f"REDIS_URL are in {paths.SERVICES}" + (f"; {said}" if said else ""))
@@ -80,26 +91,9 @@ def _wait_for_postgresql(ctx: Context) -> None:
         ctx.clock.sleep(1)
 
 
-def _role(ctx: Context) -> bool:
-    """The app's role, with the password of services.env (made the first time); whether it
-    was made now. One that exists and is not dograhctl's is refused."""
-    exists = _psql(ctx, "postgres", f"SELECT 1 FROM pg_roles WHERE rolname = '{ROLE}';").strip()
-    ours = ctx.files.exists(paths.SERVICES_STATE)
-    if exists and not ours:
-        raise DograhError(f"PostgreSQL has a role {ROLE} that dograhctl did not make: to use it, "
-                          "set DATABASE_URL in the config; or drop it first")
-    password = _password(ctx)
-    verb = "ALTER" if exists else "CREATE"
-    # The password goes on psql's stdin, never on a command line.
-    _psql(ctx, "postgres", f"{verb} ROLE {ROLE} LOGIN PASSWORD '{password}';")
-    return not exists
-
-
-def _database(ctx: Context) -> bool:
-    if _psql(ctx, "postgres", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';").strip():
-        return False
-    _psql(ctx, "postgres", f"CREATE DATABASE {DATABASE} OWNER {ROLE};")
-    return True
+def _exists(ctx: Context, catalog: str, column: str, name: str) -> bool:
+    return bool(_psql(ctx, "postgres", f"SELECT 1 FROM {catalog} WHERE {column} = '{name}';"
+                      ).strip())
 
 
 def _password(ctx: Context) -> str:

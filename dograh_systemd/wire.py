@@ -151,6 +151,15 @@ class Ack(schema.Strict):
     revision: Serial  # type: ignore[valid-type]
 
 
+class Leader(schema.Strict):
+    """A singleton's leader key: its holder, and the placement's revision it took the key
+    under (a newer placement may ask it to give the key up)."""
+
+    format: Literal[1]
+    host: schema.constr(strict=True, regex=_HOST)  # type: ignore[valid-type]
+    placed: Serial  # type: ignore[valid-type]
+
+
 class Edge(schema.Strict):
     format: Literal[1]
     holds: schema.conlist(schema.constr(strict=True, max_length=64,  # type: ignore[valid-type]

@@ -23,7 +23,6 @@ member's data directory is only ever replaced while it holds nothing but that.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import secrets
@@ -261,9 +260,9 @@ def _set_up_users(ctx: Context, client: etcd.Client, cluster: Cluster, root_pass
             own += [(keys.host(host), False, "READWRITE"),
                     (keys.prefix + "leaders/", True, "READWRITE")]
         for key, prefix, kind in own:
-            perm = {"permType": kind, "key": _b64(key)}
+            perm = {"permType": kind, "key": etcd.b64(key)}
             if prefix:
-                perm["range_end"] = _b64(etcd.prefix_end(key))
+                perm["range_end"] = etcd.b64(etcd.prefix_end(key))
             _ensure(admin, "/v3/auth/role/grant", {"name": name, "perm": perm})
         _ensure(admin, "/v3/auth/user/add", {"name": name, "password": password})
         admin.call("/v3/auth/user/changepw", {"name": name, "password": password})
@@ -405,10 +404,6 @@ def _untar(data: bytes) -> dict[str, str]:
     except (tarfile.TarError, UnicodeDecodeError):
         raise DograhError("the join file is not one dograhctl etcd create made") from None
     return parts
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 def _url_host(address: str) -> str:

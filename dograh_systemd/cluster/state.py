@@ -5,7 +5,6 @@ a value out of shape is named, never used.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
@@ -36,16 +35,17 @@ class Snapshot:
         leader = self.leaders.get(role)
         if leader is None:
             return None
-        named = _named(leader.value)
-        registered = self.hosts.get(named)
-        return named if registered is not None and registered.lease == leader.lease else ""
+        value = _model(wire.Leader, leader)
+        registered = self.hosts.get(value.host) if value else None
+        return value.host if value and registered and registered.lease == leader.lease else ""
 
     def placed_anew(self, role: str) -> bool:
         """Whether the edges placed the singletons since ``role``'s holder took it."""
         leader = self.leaders.get(role)
         if leader is None or self.placement is None:
             return False
-        return self.placement.mod_revision > _placed(leader.value)
+        value = _model(wire.Leader, leader)
+        return self.placement.mod_revision > (value.placed if value else 0)
 
     def fencing_token(self, role: str) -> int:
         """The leader key's revision: each new holder's is higher than any before."""
@@ -119,25 +119,7 @@ def read(client: Client, keys: Keys) -> Snapshot:
 def leader_value(host: str, snapshot: Snapshot) -> str:
     """A leader key's value: its holder, and the placement it took the key under."""
     placed = snapshot.placement.mod_revision if snapshot.placement else 0
-    return json.dumps({"host": host, "placed": placed})
-
-
-def _placed(value: bytes) -> int:
-    try:
-        data = json.loads(value)
-    except ValueError:
-        return 0
-    placed = data.get("placed", 0) if isinstance(data, dict) else 0
-    return placed if isinstance(placed, int) else 0
-
-
-def _named(value: bytes) -> str:
-    try:
-        data = json.loads(value)
-    except ValueError:
-        return ""
-    return data.get("host", "") if isinstance(data, dict) and isinstance(
-        data.get("host"), str) else ""
+    return wire.write(wire.Leader, {"format": 1, "host": host, "placed": placed})
 
 
 def _model(model: type[schema.M], kv: KeyValue | None) -> schema.M | None:

@@ -102,6 +102,7 @@ class FakeFiles(Files):
                      group: str | None = None) -> None:
         self.host.event(f"write {path}")
         self.host.writes.append((path, text))
+        self.host.groups[path] = group
         super().write_atomic(path, text, mode, group)
 
     def unlink(self, path: Path) -> None:
@@ -180,6 +181,7 @@ class FakeHost(Host):
         self.units: dict[str, Unit] = {}
         self.log: list[str] = []
         self.writes: list[tuple[Path, str]] = []  # every file written, in order
+        self.groups: dict[Path, str | None] = {}  # the group each file was last written for
         self.violations: list[str] = []
         self.failing: set[str] = set()       # units that fail to start
         self.hanging: set[str] = set()       # units that never finish starting

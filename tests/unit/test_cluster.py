@@ -318,8 +318,22 @@ def test_a_restarted_agent_gives_its_singletons_back_at_once(cluster: FakeCluste
     dograhctl(cluster.edge, "scale", "4")
     cluster.restart_agent("worker1")
     assert KEYS.leader("ari-manager") not in cluster.etcd.keys  # revoked, not left to expire
+    assert KEYS.host("worker1") not in cluster.etcd.keys  # its lease with it
     cluster.run(2)
     assert runs(cluster, ARI) == ["worker1"]  # the preferred host takes it again
+
+
+def test_an_agent_stopped_without_etcd_says_its_lease_ends_by_itself(cluster: FakeCluster
+                                                                     ) -> None:
+    dograhctl(cluster.edge, "scale", "4")
+    cluster.etcd.majority = False
+    cluster.restart_agent("worker1")
+    warning = cluster.said["worker1"][-1]
+    assert warning.startswith(f"warning: the lease ends by itself within {agent.TTL}s ("), \
+        warning
+    cluster.etcd.majority = True
+    cluster.run(agent.TTL + 2)
+    assert KEYS.host("worker1") in cluster.etcd.keys  # the new agent registered again
 
 
 def test_without_etcd_workers_serve_and_nothing_new_starts(cluster: FakeCluster) -> None:

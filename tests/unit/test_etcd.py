@@ -1,14 +1,18 @@
 """The etcd client against a scripted JSON gateway (no socket): every request's path
 and body as etcd's v3 gateway takes it, the replies read back, the login and its
-renewal, failing over between members, bounded replies, the deadline, the watch."""
+renewal, failing over between members, bounded replies, the deadline, the watch; and
+a session against a gateway that answers as etcd does (proto3's defaults left out of
+every reply, int64s as strings), so a field the client names wrong fails."""
 
 from __future__ import annotations
 
 import base64
 import itertools
 import json
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,16 +43,28 @@ class Response:
         return self.lines.pop(0)[:limit] if self.lines else b""
 
 
+class Sock:
+    """The timeouts a connection's socket was given."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[float | None] = []
+
+    def settimeout(self, seconds: float | None) -> None:
+        self.timeouts.append(seconds)
+
+
 class Connection:
     def __init__(self, gateway: Gateway, endpoint: str) -> None:
         self.gateway = gateway
         self.endpoint = endpoint
-        self.sock = None
+        self.sock = Sock()
+        gateway.socks.append(self.sock)
         self.timeout = 0.0
         self.reply: Reply | None = None
 
     def request(self, method: str, path: str, body: str, headers: dict[str, str]) -> None:
         assert method == "POST" and headers["Content-Type"] == "application/json"
+        assert all(isinstance(value, str) for value in headers.values()), headers
         self.reply = self.gateway.answer(self.endpoint, path, json.loads(body),
                                          headers.get("Authorization"))
 
@@ -69,6 +85,7 @@ class Gateway:
         self.down: set[str] = set()
         self.asked: list[tuple[str, str, dict[str, Any], str | None]] = []
         self.closed: list[str] = []
+        self.socks: list[Sock] = []
 
     def answer(self, endpoint: str, path: str, body: dict[str, Any], token: str | None
                ) -> Reply:
@@ -266,3 +283,283 @@ def test_a_watch_refused_is_unavailable() -> None:
 def test_a_prefix_ends_at_its_last_byte_plus_one() -> None:
     assert etcd.prefix_end("/dograh/c/") == "/dograh/c0"
     assert etcd.prefix_end("a") == "b"
+
+
+# -- against etcd's own semantics ---------------------------------------------------------
+
+
+class Etcd:
+    """One member's gateway, as etcd 3.4 and 3.5 answer: a key space with revisions,
+    leases, transactions, a watch from a revision, and a user who must log in. Replies
+    leave out what proto3 leaves out (an empty value, a lease of 0, a PUT event's type,
+    ``succeeded: false``, an empty ``kvs``)."""
+
+    USER, PASSWORD, TOKEN = "dograh-w1", "pw", "tok.1"
+
+    def __init__(self) -> None:
+        self.keys: dict[str, dict[str, Any]] = {}
+        self.revision = 1
+        self.leases: dict[int, int] = {}
+        self.events: list[dict[str, Any]] = []
+
+    def __call__(self, endpoint: str, path: str, body: dict[str, Any], token: str | None
+                 ) -> Reply:
+        if path == "/v3/auth/authenticate":
+            if (body.get("name"), body.get("password")) != (self.USER, self.PASSWORD):
+                return 400, json.dumps({"error": "etcdserver: authentication failed",
+                                        "code": 3}).encode()
+            return ok({**header(self.revision), "token": self.TOKEN})
+        if token != self.TOKEN:
+            return 401, json.dumps({"error": "etcdserver: invalid auth token",
+                                    "code": 16}).encode()
+        if path == "/v3/watch":
+            start = int(body["create_request"]["start_revision"])
+            key, end = (unb64(body["create_request"][k]) for k in ("key", "range_end"))
+            lines = [{"result": {**header(self.revision), "created": True}}] + [
+                {"result": {**header(self.revision), "events": [event]}}
+                for event in self.events if int(event["kv"]["mod_revision"]) >= start
+                and key <= unb64(event["kv"]["key"]) < end]
+            return 200, b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+        try:
+            return ok(self.answer(path, body))
+        except LookupError as missing:
+            return 400, json.dumps({"error": str(missing.args[0]), "code": 5}).encode()
+
+    def answer(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if path == "/v3/kv/txn":
+            holds = all(self.compare(c) for c in body.get("compare", []))
+            ops = body.get("success" if holds else "failure", [])
+            responses = [self.op(op) for op in ops]
+            return {**header(self.revision), **({"succeeded": True} if holds else {}),
+                    **({"responses": responses} if responses else {})}
+        if path == "/v3/lease/grant":
+            lease = 7000 + len(self.leases) + 1
+            self.leases[lease] = int(body["TTL"])
+            return {**header(self.revision), "ID": str(lease), "TTL": body["TTL"]}
+        if path == "/v3/lease/keepalive":
+            lease = int(body["ID"])
+            ttl = self.leases.get(lease, 0)
+            return {"result": {**header(self.revision), "ID": str(lease),
+                               **({"TTL": str(ttl)} if ttl else {})}}
+        if path == "/v3/lease/revoke":
+            lease = int(body["ID"])
+            if self.leases.pop(lease, None) is None:
+                raise LookupError("etcdserver: requested lease not found")
+            for key in [k for k, kv in self.keys.items() if kv.get("lease") == str(lease)]:
+                self.remove(key)
+            return header(self.revision)
+        return self.op({{"/v3/kv/put": "request_put", "/v3/kv/range": "request_range",
+                         "/v3/kv/deleterange": "request_delete_range"}[path]: body}
+                       ).popitem()[1]
+
+    def op(self, op: dict[str, Any]) -> dict[str, Any]:
+        (kind, request), = op.items()
+        key = unb64(request["key"])
+        matched = sorted(k for k in self.keys if k == key or key <= k < unb64(
+            request["range_end"])) if "range_end" in request else [key] * (key in self.keys)
+        if kind == "request_put":
+            lease = int(request.get("lease", 0))
+            if lease and lease not in self.leases:
+                raise LookupError("etcdserver: requested lease not found")
+            self.revision += 1
+            old = self.keys.get(key)
+            kv = {"key": request["key"], "create_revision": str(
+                old["create_revision"] if old else self.revision),
+                "mod_revision": str(self.revision), "version": "1"}
+            if request.get("value"):
+                kv["value"] = request["value"]
+            if lease:
+                kv["lease"] = str(lease)
+            self.keys[key] = kv
+            self.events.append({"kv": kv})
+            return {"response_put": header(self.revision)}
+        if kind == "request_range":
+            kvs = [self.keys[k] for k in matched]
+            return {"response_range": {**header(self.revision), **(
+                {"kvs": kvs, "count": str(len(kvs))} if kvs else {})}}
+        for k in matched:
+            self.remove(k)
+        return {"response_delete_range": {**header(self.revision), **(
+            {"deleted": str(len(matched))} if matched else {})}}
+
+    def remove(self, key: str) -> None:
+        self.revision += 1
+        kv = self.keys.pop(key)
+        self.events.append({"type": "DELETE", "kv": {"key": kv["key"],
+                                                     "mod_revision": str(self.revision)}})
+
+    def compare(self, compare: dict[str, Any]) -> bool:
+        kv = self.keys.get(unb64(compare["key"]), {})
+        field = {"CREATE": "create_revision", "MOD": "mod_revision", "LEASE": "lease",
+                 "VERSION": "version"}[compare.get("target", "VERSION")]
+        assert compare.get("result", "EQUAL") == "EQUAL"
+        return int(kv.get(field, 0)) == int(compare.get(field, 0))
+
+
+def unb64(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+def test_a_session_against_etcds_own_semantics() -> None:
+    gateway = Gateway(Etcd())
+    client = gateway.client([A], etcd.Credentials(Etcd.USER, Etcd.PASSWORD))
+    written = client.put("/c/a", "1")
+    assert client.get("/c/a") == etcd.KeyValue("/c/a", b"1", written, written, 0)
+    assert client.get("/c/none") is None
+    lease = client.grant(10)
+    assert client.keepalive(lease) == 10
+    won, since = client.create("/c/leaders/ari", "w1", lease=lease)
+    assert won
+    assert client.create("/c/leaders/ari", "w2") == (False, since)
+    held = client.get("/c/leaders/ari")
+    assert held is not None and (held.value, held.lease) == (b"w1", lease)
+    assert not client.replace("/c/leaders/ari", "w1", held.mod_revision - 1, lease=lease)
+    assert client.replace("/c/leaders/ari", "w1", held.mod_revision, lease=lease)
+    assert client.replace("/c/new", "x", 0) and not client.replace("/c/new", "y", 0)
+    assert not client.delete_if_held("/c/leaders/ari", lease + 1)
+    assert client.delete_if_held("/c/leaders/ari", lease)
+    assert client.get("/c/leaders/ari") is None
+    client.put("/c/p/empty", "", lease=lease)
+    client.put("/c/p0", "beside")
+    empty = client.get("/c/p/empty")
+    assert empty is not None and (empty.value, empty.lease) == (b"", lease)
+    assert client.range("/c/p/")[0] == []  # the key itself only, not what it begins
+    found, at = client.range("/c/p/", prefix=True)
+    assert [kv.key for kv in found] == ["/c/p/empty"] and at == gateway.handle.revision
+    client.put("/c/a2", "2")
+    client.delete("/c/a")
+    assert [kv.key for kv in client.range("/c/", prefix=True)[0]] == [
+        "/c/a2", "/c/new", "/c/p/empty", "/c/p0"]
+    client.revoke(lease)
+    assert client.keepalive(lease) == 0
+    assert client.get("/c/p/empty") is None  # gone with its lease
+    client.delete("/c/", prefix=True)
+    assert client.range("/c/", prefix=True)[0] == []
+    # Every change from the first write on, as the watch gives them.
+    changes = [event for batch in client.watch("/c/", written) for event in batch]
+    assert changes[0] == etcd.Event("PUT", "/c/a", b"1", written)
+    assert etcd.Event("PUT", "/c/p/empty", b"", empty.mod_revision) in changes
+    assert [(e.kind, e.key) for e in changes[-4:]] == [
+        ("DELETE", "/c/p/empty"), ("DELETE", "/c/a2"), ("DELETE", "/c/new"),
+        ("DELETE", "/c/p0")]
+    assert client.get("/c/p0") is None
+    assert [path for _, path, _, _ in gateway.asked].count("/v3/auth/authenticate") == 1
+
+
+def test_a_put_on_a_lease_that_is_gone_is_refused() -> None:
+    client = Gateway(Etcd()).client([A], etcd.Credentials(Etcd.USER, Etcd.PASSWORD))
+    with pytest.raises(etcd.Refused) as refused:
+        client.put("/c/k", "v", lease=99)
+    assert (str(refused.value), refused.value.code) == (
+        "etcdserver: requested lease not found", 5)
+
+
+def test_a_reply_of_exactly_the_limit_is_read_and_one_byte_more_is_not() -> None:
+    body = json.dumps(header()).encode()
+    exact = body + b" " * (etcd.LIMIT - len(body))
+    assert Gateway(lambda *_: (200, exact)).client([A]).put("/k", "v") == 7
+    with pytest.raises(etcd.Unavailable) as failed:
+        Gateway(lambda *_: (200, exact + b" ")).client([A]).put("/k", "v")
+    assert str(failed.value) == "no etcd member answers (https://10.0.0.1:2379: a reply " \
+        "larger than 4 MiB)"
+
+
+@pytest.mark.parametrize(("status", "body", "message", "code"), [
+    (200, {"error": {"grpc_code": 5, "message": "etcdserver: requested lease not found"}},
+     "etcdserver: requested lease not found", 5),
+    (400, {"error": {"message": "etcdserver: bad"}}, "etcdserver: bad", 0),
+    (400, {"error": {"grpc_code": 9}}, "HTTP 400", 9),
+    (400, {"error": "etcdserver: key not found", "code": 3}, "etcdserver: key not found", 3),
+    (400, {"message": "etcdserver: too many operations"}, "etcdserver: too many operations", 0),
+    (200, {"code": 9, "message": "etcdserver: failed precondition"},
+     "etcdserver: failed precondition", 9),
+    (403, {}, "HTTP 403", 0),
+])
+def test_each_shape_of_refusal_is_read(status: int, body: dict[str, Any], message: str,
+                                       code: int) -> None:
+    client = Gateway(lambda *_: (status, json.dumps(body).encode())).client([A])
+    with pytest.raises(etcd.Refused) as refused:
+        client.put("/k", "v")
+    assert (str(refused.value), refused.value.code) == (message, code)
+
+
+@pytest.mark.parametrize(("status", "body", "message"), [
+    (502, b"<html>", "HTTP 502, not JSON"), (200, b"[1]", "HTTP 200, not a JSON object"),
+])
+def test_a_reply_not_an_object_says_what_it_was(status: int, body: bytes, message: str
+                                               ) -> None:
+    client = Gateway(lambda *_: (status, body)).client([A, B])
+    with pytest.raises(etcd.Unavailable) as failed:
+        client.put("/k", "v")
+    assert str(failed.value) == (f"no etcd member answers ({A}: {message}; "
+                                 f"{B}: {message})")
+
+
+def test_an_old_auth_store_logs_in_again_and_a_refusal_does_not() -> None:
+    replies = [(400, {"code": 9, "message": "etcdserver: revision of auth store is old"}),
+               (200, header()), (403, {"code": 7, "message": "etcdserver: permission denied"})]
+
+    def handle(endpoint: str, path: str, body: dict[str, Any], token: str | None) -> Reply:
+        if path == "/v3/auth/authenticate":
+            return ok({**header(), "token": "t"})
+        status, reply = replies.pop(0)
+        return status, json.dumps(reply).encode()
+
+    gateway = Gateway(handle)
+    client = gateway.client([A], etcd.Credentials("dograh-w1", "pw"))
+    assert client.put("/k", "v") == 7
+    with pytest.raises(etcd.Refused):
+        client.put("/k", "v")
+    assert [path for _, path, _, _ in gateway.asked] == [
+        "/v3/auth/authenticate", "/v3/kv/put", "/v3/auth/authenticate", "/v3/kv/put",
+        "/v3/kv/put"]
+
+
+def test_a_call_gets_the_time_left_to_its_deadline() -> None:
+    gateway = Gateway(lambda *_: ok(header()))
+    client = gateway.client([A])
+    client.put("/k", "v")
+    client.deadline = time.monotonic() + 1.5  # under the 2 s timeout: the deadline rules
+    client.put("/k", "v")
+    assert 1.0 < gateway.socks[0].timeouts[-1] <= 1.5  # type: ignore[operator]
+    client.deadline = time.monotonic() - 0.1
+    with pytest.raises(etcd.Unavailable) as failed:
+        client.put("/k", "v")
+    assert str(failed.value) == "no etcd member answers (out of time)"
+
+
+def test_a_client_needs_an_endpoint() -> None:
+    with pytest.raises(ValueError, match=r"^an etcd client needs at least one endpoint$"):
+        etcd.Client([])
+
+
+def test_a_keepalive_reply_without_its_result_wrapper_is_read() -> None:
+    client = Gateway(lambda *_: ok({"ID": "1", "TTL": "9"})).client([A])
+    assert client.keepalive(1) == 9
+
+
+def test_it_trusts_the_ca_it_is_given(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(tmp_path / "k"),
+                    "-subj", "/CN=dograh test etcd CA", "-days", "1", "-out", str(ca)],
+                   check=True, capture_output=True)
+    connection = etcd.Client([A], ca=ca)._connection_to(A)
+    trusted = connection._context.get_ca_certs()  # type: ignore[attr-defined]
+    assert [dict(rdn[0] for rdn in cert["subject"]) for cert in trusted] == [
+        {"commonName": "dograh test etcd CA"}]
+
+
+def test_a_watch_is_quiet_for_so_long_only_and_ends_on_a_line_too_long() -> None:
+    line = {"result": {"events": [{"kv": {"key": b64("/p/a"), "mod_revision": "3"}}]}}
+    exact = json.dumps(line).encode()
+    exact += b" " * (etcd.LIMIT - len(exact) - 1) + b"\n"
+    stream = (exact + json.dumps({"error": {"grpc_code": 1, "message": "x"}}).encode()
+              + b"\n" + b"{" * (etcd.LIMIT + 1) + b"\n")
+    gateway = Gateway(lambda *_: (200, stream))
+    batches = list(gateway.client([A]).watch("/p/", 3))
+    assert batches == [[etcd.Event("PUT", "/p/a", b"", 3)], []]
+    assert gateway.socks[0].timeouts == [etcd.WATCH_QUIET]
+    broken = Gateway(lambda *_: (200, b"{not json\n")).client([A])
+    with pytest.raises(etcd.Unavailable, match=r"^the watch ended: "):
+        list(broken.watch("/p/", 1))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dograh_systemd import paths, templates
+from dograh_systemd import floating, paths, templates
 from dograh_systemd.cluster import agent
 from dograh_systemd.cluster.keys import Keys
 from dograh_systemd.front import SELF_SIGNED_PAIR
@@ -80,6 +80,17 @@ def test_the_config_is_vrrp_over_unicast_from_the_edges_own_keys(cluster: FakeCl
     mode = stat.S_IMODE(edge1.files.path(CONF).stat().st_mode)
     assert mode == 0o600
     assert "Restart=on-failure" in (edge1.files.read(DROP_IN) or "")
+    assert stat.S_IMODE(edge1.files.path(DROP_IN).stat().st_mode) == 0o644  # systemd's to read
+
+
+def test_the_addresses_held_are_read_from_ips_own_listing() -> None:
+    listing = json.dumps([{"ifname": "lo"}, {"ifname": "eth0", "addr_info": [
+        {"local": "10.0.0.10", "prefixlen": 24}, {"local": "10.0.0.100", "prefixlen": 24}]}])
+    assert floating.held_of(listing, [ADDRESS, "fd00::100/64"]) == (ADDRESS,)
+    assert floating.held_of(listing, ["10.0.0.100/32"]) == ()  # another prefix: not ours
+    for unreadable in ("", "[1]", "{", '[{"addr_info": [{"local": "10.0.0.100"}]}]'):
+        assert floating.held_of(unreadable, [ADDRESS]) == (), unreadable
+    assert floating.addresses_line("eth0") == ["ip", "-json", "address", "show", "dev", "eth0"]
 
 
 def test_an_ipv6_address_moves_with_the_ipv4_one_and_tls_is_checked_over_https(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from dograh_systemd import paths
 from dograh_systemd.host.commands import Completed
 
-from .fake_host import CONFIG, FakeHost
+from .fake_host import CONFIG, FakeHost, Killed
 
 DOGRAH = "DOGRAH_CHECKOUT=/srv/dograh\n"
 
@@ -29,11 +30,22 @@ class Debian:
         self.extensions: set[tuple[str, str]] = set()
         self.ready_after = 0  # pg_isready calls that fail first
         self.refuse = ""      # an error psql gives for everything
+        self.apt_fails = ""   # the last line apt-get fails with
+        self.killed_after = ""  # the SQL that dograhctl is killed right after
         self.command_lines: list[str] = []  # every psql command line
-        host.commands.update({"dpkg-query": self.dpkg_query, "apt-cache": self.apt_cache,
-                              "env": self.apt_get, "pg_isready": self.pg_isready,
-                              "runuser": self.psql})
+        self.ran: list[str] = []  # every command line of these programs, and psql's stdin
+        host.commands.update({program: self.recorded(program, answer) for program, answer in (
+            ("dpkg-query", self.dpkg_query), ("apt-cache", self.apt_cache),
+            ("env", self.apt_get), ("pg_isready", self.pg_isready), ("runuser", self.psql))})
         self.host = host
+
+    def recorded(self, program: str, answer: Callable[[list[str]], Completed]
+                 ) -> Callable[[list[str]], Completed]:
+        def run(args: list[str]) -> Completed:
+            sql = self.host.stdin[-1]
+            self.ran.append(" ".join([program, *args]) + (f" <<< {sql}" if sql else ""))
+            return answer(args)
+        return run
 
     def dpkg_query(self, args: list[str]) -> Completed:
         package = args[-1]
@@ -49,6 +61,8 @@ class Debian:
 
     def apt_get(self, args: list[str]) -> Completed:
         assert args[:2] == ["DEBIAN_FRONTEND=noninteractive", "apt-get"], args
+        if self.apt_fails:
+            return Completed(100, "", f"Reading package lists...\n{self.apt_fails}\n")
         self.installed.update(a for a in args[3:] if not a.startswith("-"))
         return Completed(0, "", "")
 
@@ -70,6 +84,9 @@ class Debian:
         if found := re.fullmatch(r"(CREATE|ALTER) ROLE (\w+) LOGIN PASSWORD '([^']+)';", sql):
             assert (found.group(1) == "ALTER") == (found.group(2) in self.roles), sql
             self.roles[found.group(2)] = found.group(3)
+            if self.killed_after == "ROLE":
+                self.host.dead = True
+                raise Killed(sql)
             return Completed(0, "", "")
         if found := re.fullmatch(r"CREATE DATABASE (\w+) OWNER (\w+);", sql):
             self.databases[found.group(1)] = found.group(2)
@@ -180,3 +197,83 @@ def test_the_units_read_services_env_before_the_admins_config(host: FakeHost) ->
     files = re.findall(r"^EnvironmentFile=(.+)$", unit, re.M)
     assert files.index(f"-{paths.SERVICES}") < files.index(str(CONFIG)), files
     assert files[-1] == f"-{paths.SECRETS}"
+
+
+def test_every_command_line_setup_runs(host: FakeHost) -> None:
+    """As Kamal tests its commands: each one setup runs, as a string, in order."""
+    debian = Debian(host)
+    debian.ready_after = 1
+    assert setup(host)[0] == 0
+    password = debian.roles["dograh"]
+    psql = "runuser -u postgres -- psql -X -q -tA -v ON_ERROR_STOP=1 -d"
+    packages = "postgresql-17 postgresql-17-pgvector redis-server"
+    assert debian.ran == [
+        *(f"dpkg-query -W -f=${{Status}} {package}" for package in packages.split()),
+        f"apt-cache policy {packages}",
+        f"env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
+        f"{packages}",
+        "pg_isready -q -h 127.0.0.1", "pg_isready -q -h 127.0.0.1",
+        f"{psql} postgres <<< SELECT 1 FROM pg_roles WHERE rolname = 'dograh';",
+        f"{psql} postgres <<< SELECT 1 FROM pg_database WHERE datname = 'dograh';",
+        f"{psql} postgres <<< CREATE ROLE dograh LOGIN PASSWORD '{password}';",
+        f"{psql} postgres <<< CREATE DATABASE dograh OWNER dograh;",
+        f"{psql} dograh <<< CREATE EXTENSION IF NOT EXISTS vector;"]
+    assert len(password) == 32  # 24 random bytes
+    assert host.groups[paths.SERVICES] == "dograh"
+    state = host.files.path(paths.SERVICES_STATE)
+    assert state.read_text() == "DOGRAH_ROLE=dograh\nDOGRAH_DATABASE=dograh\n"
+    assert stat.S_IMODE(os.stat(state).st_mode) == 0o600
+
+
+def test_what_setup_says_the_first_time_and_the_next(host: FakeHost) -> None:
+    Debian(host)
+    said = ("PostgreSQL (dograh, with pgvector) and Redis run here; DATABASE_URL and "
+            "REDIS_URL are in /etc/dograh/services.env")
+    first = setup(host)[1]
+    assert first.startswith(said + "; made a new DOGRAH_DEVOPS_SECRET and OSS_JWT_SECRET in "
+                                   "/etc/dograh/secrets.env"), first
+    assert setup(host)[1] == said + "\n"
+
+
+def test_a_database_dograhctl_did_not_make_is_refused(host: FakeHost) -> None:
+    debian = Debian(host)
+    debian.databases["dograh"] = "theirs"
+    code, _, err = setup(host)
+    assert code == 1
+    assert err.splitlines()[-1] == ("dograhctl: PostgreSQL has a database dograh that dograhctl "
+                                    "did not make: to use it, set DATABASE_URL in the config; "
+                                    "or drop it first")
+    assert not debian.roles and debian.databases == {"dograh": "theirs"}
+    assert not host.files.exists(paths.SERVICES_STATE)  # so the purge never drops it
+
+
+def test_a_setup_killed_once_it_made_the_role_is_finished_by_the_next(host: FakeHost
+                                                                       ) -> None:
+    debian = Debian(host)
+    debian.killed_after = "ROLE"
+    with pytest.raises(Killed):
+        setup(host)
+    assert debian.roles and not debian.databases
+    host.revive()
+    debian.killed_after = ""
+    code, _, err = setup(host)
+    assert code == 0, err
+    assert debian.databases == {"dograh": "dograh"}
+    assert debian.extensions == {("dograh", "vector")}
+
+
+def test_postgresql_gets_its_minute_a_second_at_a_time(host: FakeHost) -> None:
+    debian = Debian(host)
+    debian.ready_after = 10_000
+    assert setup(host)[0] == 1
+    assert debian.ran.count("pg_isready -q -h 127.0.0.1") == 61  # at 0, 1, ... 60 s
+
+
+def test_a_failed_install_is_apts_last_line(host: FakeHost) -> None:
+    debian = Debian(host)
+    debian.apt_fails = "E: Unable to fetch some archives"
+    code, _, err = setup(host)
+    assert code == 1
+    assert err.splitlines()[-1] == ("dograhctl: apt-get install postgresql-17 "
+                                    "postgresql-17-pgvector redis-server failed: E: Unable to "
+                                    "fetch some archives")
