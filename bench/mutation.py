@@ -8,6 +8,7 @@ the tests come from ``[tool.mutmut]`` in pyproject.toml.
     make mutate                          # bench/results/mutation.md: the score per
                                          # module, and every survivor
     python -m bench.mutation --again     # after new tests: only the last run's survivors
+    python -m bench.mutation --again --only dograh_systemd.etcd   # those of some modules
     python -m bench.mutation --report    # the report of what mutmut holds, nothing run
 """
 
@@ -57,6 +58,8 @@ def main() -> None:
                           "other results")
     how.add_argument("--report", action="store_true",
                      help="only write the report of the results mutmut holds")
+    parser.add_argument("--only", nargs="+", default=[], metavar="MODULE",
+                        help="with --again: only the survivors of these modules (dotted)")
     args = parser.parse_args()
     began = time.monotonic()
     stopped = False
@@ -64,9 +67,14 @@ def main() -> None:
         if args.again:
             # Which tests cover which function is measured afresh: the new tests count.
             (REPO / "mutants/mutmut-stats.json").unlink(missing_ok=True)
-            # A run that tests no mutant first brings the mutants up to date with the code.
-            for names in (["none-of-them*"], alive()):
-                subprocess.run([*MUTMUT, "run", *names], cwd=REPO, stdout=subprocess.DEVNULL,
+            # A run that tests no mutant first brings the mutants up to date with the code
+            # (a module new to the list gets its mutants, not checked yet).
+            subprocess.run([*MUTMUT, "run", "none-of-them*"], cwd=REPO,
+                           stdout=subprocess.DEVNULL, check=True)
+            again = [name for name in alive()
+                     if not args.only or name.startswith(tuple(f"{m}." for m in args.only))]
+            if again:  # none named would be every mutant
+                subprocess.run([*MUTMUT, "run", *again], cwd=REPO, stdout=subprocess.DEVNULL,
                                check=True)
         elif not args.report:
             shutil.rmtree(REPO / "mutants", ignore_errors=True)
@@ -74,7 +82,8 @@ def main() -> None:
     except KeyboardInterrupt:
         stopped = True  # what ran so far is kept by mutmut: reported below
     took = time.monotonic() - began
-    how_run = ("`make mutate` then `--again`" if args.again else
+    how_run = ("`make mutate` then `--again`" + (f" over {', '.join(args.only)}"
+                                                  if args.only else "") if args.again else
                "`make mutate`" if not args.report else "the last `make mutate`")
     if not args.report:
         how_run += f", {took / 60:.0f} min"
