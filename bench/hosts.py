@@ -39,6 +39,7 @@ import matplotlib.pyplot as plt
 
 from bench.testbed.cluster import cluster, front_keys, holders, install
 from bench.testbed.container import Container
+from dograh_systemd import paths
 from dograh_systemd.cluster.agent import TTL
 
 from . import ramp
@@ -473,7 +474,6 @@ LOSS_WORKERS = {"worker1": f"{LOSS_SUBNET}.11", "worker2": f"{LOSS_SUBNET}.12"}
 LOSS_LAYOUT = {"edge": ("bookworm", 10), "worker1": ("bookworm", 11), "worker2": ("trixie", 12)}
 LOSS_SINGLETONS = ("dograh-ari-manager.service", "dograh-campaign-orchestrator.service")
 LOSS_RUNS = 5
-UPSTREAM_CONF = "/etc/nginx/dograh/upstream.conf"
 
 
 def host_loss(deb: Path) -> dict[str, Any]:
@@ -494,7 +494,7 @@ def host_loss(deb: Path) -> dict[str, Any]:
             return out == ["active"] * len(LOSS_SINGLETONS)
 
         def upstream_has(address: str) -> bool:
-            return f"{address}:" in edge.path(UPSTREAM_CONF).read_text()
+            return f"{address}:" in edge.path(str(paths.NGINX_UPSTREAM)).read_text()
 
         def upstream_lacks(address: str) -> bool:
             return not upstream_has(address)
