@@ -39,9 +39,10 @@ bench-capacity: setup
 	.venv/bin/pip install -q --disable-pip-version-check -e '.[bench]'
 	.venv/bin/python -m bench.capacity
 
-# Voice traffic: calls streaming a 20 ms frame each way, frame round trips and
-# where the CPU goes, against the same peers; then what makes the nginx hop
-# cheaper: bench/results/voice.md and voice.png.
+# Voice traffic on wss:// and ws://: calls streaming a 20 ms frame each way,
+# frame round trips and where the CPU goes, against the same peers direct and
+# behind nginx; the app's work per frame; what makes the nginx hop cheaper:
+# bench/results/voice.md and voice.png.
 bench-voice: setup
 	.venv/bin/pip install -q --disable-pip-version-check -e '.[bench]'
 	.venv/bin/python -m bench.voice

@@ -44,9 +44,10 @@ from dograh_systemd.cluster.agent import TTL
 
 from . import ramp
 from .failover import failover_seconds
-from .report import latest_per_count
 from .run import RESULTS, built_deb, machine, save
-from .voice import FACTOR, HOP_FACTOR, HOP_START, Probe, Stream, install_load_generator, run_ramp
+from .voice import HOP_FACTOR, HOP_START, Probe, Stream, install_load_generator, run_ramp
+from .voice_cases import FACTOR
+from .voice_report import latest_per_count
 
 SUBNET = "10.250.9"
 EDGE = f"{SUBNET}.10"

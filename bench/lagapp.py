@@ -4,12 +4,17 @@ benchmark runs, so that each reports its loop lag the same way.
 ``GET /api/v1/lag`` answers for the process it reaches: its pid, the p95 of its
 loop lag over the last 10 s (the worker runtime's own measure), its RSS and the
 WebSockets it holds (how the calls are spread over the processes).
+
+``BENCH_FRAME_CPU_MS`` gives every WebSocket message received that much CPU
+work on the loop before the app sees it (a voice bot's VAD, resampling and
+codec work on each 20 ms frame): how the hop's share shrinks as the app works.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,15 @@ from dograh_systemd.worker.loop_watch import LoopLag
 TICK = 0.1
 lag = LoopLag()
 websockets = 0
+FRAME_CPU_SECONDS = float(os.environ.get("BENCH_FRAME_CPU_MS", "0")) / 1000
+
+
+def work(seconds: float) -> None:
+    """Burn this much of the thread's own CPU time (not wall time: a preempted worker
+    still does all of its work)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
 
 
 class CountWebSockets:
@@ -33,8 +47,15 @@ class CountWebSockets:
             await self.app(scope, receive, send)
             return
         websockets += 1
+
+        async def receive_and_work() -> dict[str, Any]:
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                work(FRAME_CPU_SECONDS)
+            return message
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive_and_work if FRAME_CPU_SECONDS else receive, send)
         finally:
             websockets -= 1
 

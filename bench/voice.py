@@ -2,31 +2,32 @@
 
 Boots a Debian 12 container, installs the .deb, and ramps voice calls
 (bench/voicegen.py: a Twilio-style media stream per call, 50 frames a second
-each way, echoed frame for frame by the app's ``WS /api/v1/media``) through
-our nginx on N API workers, then straight to ``uvicorn --workers N`` and to
-gunicorn with uvicorn workers, on the same app, uvicorn and FastAPI (a venv in
-the container), 2 and 4 workers on the machine's CPUs. At each step: calls
-held, the frames' round trip (p50, p99), frames late (> 60 ms) and lost, the
-worst worker's loop lag p95, and the CPU of nginx, the workers and the load
-generator. The knee is the fewest calls whose frames come back late at p99
-or not at all, at that step and every one above it; the ramp confirms a
-failing step once afresh, then halves the gap to the last good step until it
-is within 3 % (three times at most).
+each way, echoed frame for frame by the app's ``WS /api/v1/media``) on the
+same app, uvicorn, uvloop and FastAPI (a venv in the container), 2 and 4
+workers on the machine's CPUs. On ``wss://``, as Twilio and browsers speak
+it: our fleet behind its nginx with the package's self-signed certificate;
+``uvicorn --workers N`` with ``--ssl-*`` and gunicorn with uvicorn workers and
+``--certfile``, each direct and each behind the same nginx TLS front door (one
+upstream, accept() balancing behind it). Then plain ``ws://`` at 2 workers,
+binary frames, the app's own CPU work per frame (``BENCH_FRAME_CPU_MS``), and
+the nginx hop's changes (Unix sockets, one nginx worker process) on TLS.
 
-Then the nginx hop on its own: the same ramp on our fleet with one change at
-a time (nginx worker processes, CPU affinity, its tunnel buffer,
-Unix sockets to the workers, uvicorn's WebSocket implementation, uvloop), each
-patched inside the container only, and the best peer with the same uvicorn
-settings.
+At each step: calls held, the frames' round trip (p50, p99), frames late
+(> 60 ms) and lost, the worst worker's loop lag p95, and the CPU of nginx,
+the workers and the load generator. The knee is the fewest calls whose frames
+come back late at p99 or not at all, at that step and every one above it; the
+ramp confirms a failing step once afresh, then halves the gap to the last good
+step until it is within 3 % (three times at most).
 
-    sudo make bench-voice                        # bench/results/voice.md, voice.json, voice.png
-    python -m bench.voice --part side-by-side    # or --part hop: one half, the other kept
+    sudo make bench-voice             # bench/results/voice.md, voice.json, voice.png
+    python -m bench.voice --part plain  # one part again, the others' rows kept
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -34,42 +35,35 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from bench.testbed.container import CACHE_DIR, CommandFailed, Container
 
-from . import ramp, report
+from . import ramp, voice_report
 from .capacity import APP_DIR, PEER_PORT, Capacity
 from .run import PEER_PACKAGES, REPO, RESULTS, VENV, installed, machine, save
+from .voice_cases import CHANGES, FACTOR, LIMIT, OURS, PARTS, Case, cases
 
-SERVERS = ("dograh-systemd", "uvicorn --workers", "gunicorn")
-WORKERS = [2, 4]
-START, FACTOR, LIMIT = 100, 1.25, 4000
 BISECTIONS = 3
-# The hop's variants start below the baseline's knee, in finer steps.
+# Ramps that start near a knee already known (bench/hosts.py's), in finer steps.
 HOP_START, HOP_FACTOR = 0.7, 1.1
 SETTLE, WINDOW = 4, 8
 # A venv for the load generator alone, with uvloop: a cheaper client leaves more
 # of the shared CPUs to the servers, the same for every server.
 LOAD_VENV = "/opt/voicegen"
-EXTRA_PACKAGES = ["uvloop", "wsproto"]
+EXTRA_PACKAGES = ["uvloop"]
 RUNTIME = "/usr/lib/python3/dist-packages/dograh_systemd/worker/runtime.py"
 UPSTREAM = "/etc/nginx/dograh/upstream.conf"
 NGINX_CONF = "/etc/nginx/nginx.conf"
-SITE_LINK = "/etc/nginx/sites-enabled/dograh"
+ENV = "/etc/dograh/dograh.env"
 UDS_DROPIN = "/etc/systemd/system/dograh-api@.service.d/bench-uds.conf"
+# The package's self-signed pair, key and certificate in one file: every side serves it.
+TLS_PEM = "/etc/dograh/tls/self-signed.pem"
 
-# Knobs for the worker runtime, inside the benchmark container only: uvicorn's
-# WebSocket implementation and loop, and a Unix socket beside the TCP port.
-RUNTIME_KNOBS = '''
-
-def _bench_knobs() -> dict:
-    import os
-    return {key: os.environ[env] for key, env in (("ws", "DOGRAH_BENCH_WS"),
-                                                  ("loop", "DOGRAH_BENCH_LOOP"))
-            if os.environ.get(env)}
-
+# A Unix socket beside the worker's TCP port, inside the benchmark container only.
+RUNTIME_SOCKETS = '''
 
 def _bench_sockets(config):
     import os
@@ -85,7 +79,6 @@ def _bench_sockets(config):
     unix.listen(config.backlog)
     return [config.bind_socket(), unix]
 '''
-
 
 def extra_wheels() -> Path:
     """uvloop and wsproto for the container's Python 3.11, cached beside the peers'."""
@@ -213,81 +206,124 @@ class Voice(Capacity):
         versions = super().setup(wheelhouse)
         ct = self.ct
         install_load_generator(ct, APP_DIR)
-        shutil.copy(REPO / "bench/peerworker.py", ct.path(f"{APP_DIR}/peerworker.py"))
-        ct.run("chmod", "-R", "a+rX", APP_DIR)
-        # wsproto changes nothing by itself: uvicorn's "auto" prefers websockets.
+        # uvloop for every server: our workers and uvicorn's loop="auto" both take it.
         ct.run(f"{VENV}/bin/pip", "install", "--quiet", "--no-index", "--find-links",
-               "/root/wheels-voice", "wsproto", timeout=300)
+               "/root/wheels-voice", *EXTRA_PACKAGES, timeout=300)
         runtime = ct.path(RUNTIME)
         text = runtime.read_text()
-        for old, new in (("        **extra,\n    )", "        **extra,\n        **_bench_knobs(),\n    )"),
-                         ("    server.run()\n", "    server.run(sockets=_bench_sockets(config))\n")):
-            assert old in text, f"the worker runtime changed: {old!r} not found"
-            text = text.replace(old, new)
-        runtime.write_text(text + RUNTIME_KNOBS)
-        packages = [*PEER_PACKAGES, "wsproto"]
+        old = "    server.run()\n"
+        assert old in text, f"the worker runtime changed: {old!r} not found"
+        runtime.write_text(text.replace(old, "    server.run(sockets=_bench_sockets(config))\n")
+                           + RUNTIME_SOCKETS)
+        # The package's own certificate setup makes the pair every side serves.
+        self.tls(True)
+        self.ct.run("dograhctl", "scale", "2", "--no-drain", timeout=300)
+        packages = [*PEER_PACKAGES, *EXTRA_PACKAGES]
         versions.update(json.loads(ct.run(f"{VENV}/bin/python", "-c", (
             "import json, importlib.metadata as m; print(json.dumps({p: m.version(p) for p in "
             f"{packages!r}}}))")).stdout))
         versions["python"] = ct.run(f"{VENV}/bin/python", "-V").stdout.split()[-1]
+        versions["openssl"] = ct.run("openssl", "version").stdout.split()[1]
         return versions
+
+    def tls(self, on: bool) -> None:
+        """The site on HTTPS with the package's self-signed certificate, or plain HTTP;
+        the next ``dograhctl scale`` renders it."""
+        env = self.ct.path(ENV)
+        lines = [line for line in env.read_text().splitlines()
+                 if not line.startswith("DOGRAH_TLS=")]
+        env.write_text("\n".join([*lines, f"DOGRAH_TLS={'self-signed' if on else 'off'}"]) + "\n")
 
     # -- what serves -----------------------------------------------------------------
 
     @contextmanager
-    def peer_serving(self, server: str, workers: int, uvicorn: dict[str, str]
-                     ) -> Iterator[tuple[str, str]]:
-        """A peer, with uvicorn's ``loop`` and ``ws`` set when ``uvicorn`` names them."""
-        if not uvicorn or server == "dograh-systemd":
-            with self.serving(server, workers) as served:
-                yield served
-            return
-        if server == "uvicorn --workers":
+    def serving_case(self, case: Case) -> Iterator[tuple[str, str]]:
+        """The case's server, ready: (the base URL to load, how to sample its processes)."""
+        self.tls(case.tls)
+        scheme = "https" if case.tls else "http"
+        with self.app_work(case.frame_cpu_ms), self.change(CHANGES.get(case.change, {})):
+            if case.server == OURS:
+                with self.serving(OURS, case.workers) as (_, processes):
+                    if case.change and CHANGES[case.change].get("unix"):
+                        self.to_unix_sockets()
+                    yield f"{scheme}://localhost", processes
+                return
+            if case.front == "nginx":
+                self.ct.run("dograhctl", "scale", str(case.workers), "--no-drain", timeout=300)
+                with self.peer(case, tls=False) as processes, self.upstream_to_peer():
+                    yield f"{scheme}://localhost", processes
+                return
+            with self.peer(case, tls=case.tls) as processes:
+                yield f"{scheme}://127.0.0.1:{PEER_PORT}", processes
+
+    @contextmanager
+    def peer(self, case: Case, tls: bool) -> Iterator[str]:
+        """uvicorn --workers or gunicorn on PEER_PORT, with its own TLS when ``tls``."""
+        if case.server == "uvicorn --workers":
             argv = [f"{VENV}/bin/uvicorn", "lagapp:app", "--app-dir", APP_DIR, "--host",
-                    "127.0.0.1", "--port", str(PEER_PORT), "--workers", str(workers),
+                    "127.0.0.1", "--port", str(PEER_PORT), "--workers", str(case.workers),
                     "--no-access-log", "--timeout-keep-alive", "75",
-                    *(f"--{key}={value}" for key, value in uvicorn.items())]
+                    *(["--ssl-keyfile", TLS_PEM, "--ssl-certfile", TLS_PEM] if tls else [])]
         else:
-            argv = [f"{VENV}/bin/gunicorn", "-k", "peerworker.Worker", "-w", str(workers),
-                    "-b", f"127.0.0.1:{PEER_PORT}", "--keep-alive", "75", "--chdir", APP_DIR,
-                    "lagapp:app"]
+            argv = [f"{VENV}/bin/gunicorn", "-k", "uvicorn_worker.UvicornWorker", "-w",
+                    str(case.workers), "-b", f"127.0.0.1:{PEER_PORT}", "--keep-alive", "75",
+                    "--chdir", APP_DIR,
+                    *(["--keyfile", TLS_PEM, "--certfile", TLS_PEM] if tls else []), "lagapp:app"]
+        # The same open-file limit our workers get.
         self.ct.run("systemd-run", "--unit=bench-peer", "--property=KillMode=mixed",
                     "--property=LimitNOFILE=65536",
                     f"--setenv=PYTHONPATH=/usr/lib/dograh-systemd/python:{APP_DIR}",
-                    *(f"--setenv=BENCH_UVICORN_{key.upper()}={value}"
-                      for key, value in uvicorn.items()), *argv)
-        self.ct.sh(f"until curl -sf http://127.0.0.1:{PEER_PORT}/api/v1/health >/dev/null; "
-                   "do sleep 0.2; done", timeout=60)
+                    f"--setenv=BENCH_FRAME_CPU_MS={case.frame_cpu_ms:g}", *argv)
+        self.ct.sh(f"until curl -ksf {'https' if tls else 'http'}://127.0.0.1:{PEER_PORT}"
+                   "/api/v1/health >/dev/null; do sleep 0.2; done", timeout=60)
         try:
-            yield (f"http://127.0.0.1:{PEER_PORT}", f"--shared {PEER_PORT} --processes {workers}")
+            yield f"--shared {PEER_PORT} --processes {case.workers}{' --tls' if tls else ''}"
         finally:
             self.ct.run("systemctl", "stop", "bench-peer")
             self.ct.run("systemctl", "reset-failed", "bench-peer", check=False)
 
     @contextmanager
-    def variant(self, change: dict[str, Any]) -> Iterator[None]:
-        """Our fleet with one change, undone afterwards: ``env`` for the worker runtime,
-        ``nginx_main`` (lines after worker_processes, or its new value as
-        ``worker_processes``), ``site`` (lines in the server block), ``unix``."""
-        ct = self.ct
-        site = ct.run("readlink", "-f", SITE_LINK).stdout.strip()  # a link inside the container
-        files = {path: ct.path(path).read_text() for path in
-                 (NGINX_CONF, site, "/etc/dograh/dograh.env")}
+    def upstream_to_peer(self) -> Iterator[None]:
+        """Our nginx's one upstream pointed at the peer's one port (our idle workers stay
+        up), put back afterwards."""
+        upstream = self.ct.path(UPSTREAM)
+        text = upstream.read_text()
+        servers = re.compile(r"^    server .*;\n", re.MULTILINE)
+        assert servers.search(text), text
+        upstream.write_text(servers.sub("", text).replace(
+            "    keepalive ", f"    server 127.0.0.1:{PEER_PORT} max_fails=3 fail_timeout=10s;\n"
+                             "    keepalive ", 1))
         try:
-            env = ct.path("/etc/dograh/dograh.env")
-            env.write_text(files["/etc/dograh/dograh.env"] + "".join(
-                f"{key}={value}\n" for key, value in change.get("env", {}).items()))
-            conf = files[NGINX_CONF]
+            self.reload_nginx()
+            yield
+        finally:
+            upstream.write_text(text)
+            self.reload_nginx()
+
+    @contextmanager
+    def app_work(self, frame_cpu_ms: float) -> Iterator[None]:
+        """Our workers do the app's work per frame too (the peers get it on their command
+        line); they read it when the next scale restarts them."""
+        env = self.ct.path(ENV)
+        text = env.read_text()
+        if frame_cpu_ms:
+            env.write_text(text + f"BENCH_FRAME_CPU_MS={frame_cpu_ms:g}\n")
+        try:
+            yield
+        finally:
+            env.write_text(text)
+
+    @contextmanager
+    def change(self, change: dict[str, Any]) -> Iterator[None]:
+        """One of CHANGES, undone afterwards: ``worker_processes`` for nginx, ``unix``
+        (each worker listens on a Unix socket too)."""
+        ct = self.ct
+        conf = ct.path(NGINX_CONF).read_text()
+        try:
             if "worker_processes" in change:
-                conf = conf.replace("worker_processes auto;",
-                                    f"worker_processes {change['worker_processes']};")
-            for line in change.get("nginx_main", []):
-                conf = conf.replace("worker_processes", f"{line}\nworker_processes", 1)
-            ct.path(NGINX_CONF).write_text(conf)
-            if change.get("site"):
-                ct.path(site).write_text(files[site].replace(
-                    "    proxy_buffering off;",
-                    "    proxy_buffering off;\n" + "".join(f"    {x}\n" for x in change["site"])))
+                ct.path(NGINX_CONF).write_text(conf.replace(
+                    "worker_processes auto;", f"worker_processes {change['worker_processes']};"))
+                self.reload_nginx()
             if change.get("unix"):
                 dropin = ct.path(UDS_DROPIN)
                 dropin.parent.mkdir(parents=True, exist_ok=True)
@@ -295,16 +331,18 @@ class Voice(Capacity):
                                   "RuntimeDirectoryMode=0755\n"
                                   "Environment=DOGRAH_BENCH_UDS=/run/dograh-api/%i/http.sock\n")
                 ct.run("systemctl", "daemon-reload")
-            ct.run("nginx", "-t")
-            ct.run("systemctl", "reload", "nginx")
             yield
         finally:
-            for path, text in files.items():
-                ct.path(path).write_text(text)
+            ct.path(NGINX_CONF).write_text(conf)
             if ct.path(UDS_DROPIN).exists():
                 ct.path(UDS_DROPIN).unlink()
                 ct.run("systemctl", "daemon-reload")
-            ct.run("systemctl", "reload", "nginx")
+            self.reload_nginx()
+
+    def reload_nginx(self) -> None:
+        self.ct.run("nginx", "-t")
+        self.ct.run("systemctl", "reload", "nginx")
+        time.sleep(2)  # the old nginx workers leave
 
     def to_unix_sockets(self) -> None:
         """nginx dials the workers' Unix sockets instead of their ports."""
@@ -317,143 +355,50 @@ class Voice(Capacity):
             assert f"127.0.0.1:{port}" in text, text
             text = text.replace(f"127.0.0.1:{port}", f"unix:/run/dograh-api/{port}/http.sock")
         upstream.write_text(text)
-        self.ct.run("nginx", "-t")
-        self.ct.run("systemctl", "reload", "nginx")
-        time.sleep(2)  # the old nginx workers leave
+        self.reload_nginx()
 
     # -- ramps -------------------------------------------------------------------------
 
-    def ramp(self, server: str, workers: int, kind: str, start: int, factor: float,
-             uvicorn: dict[str, str] | None = None, unix: bool = False, label: str = ""
-             ) -> dict[str, Any]:
-        with self.peer_serving(server, workers, uvicorn or {}) as (base, processes):
-            if unix:
-                self.to_unix_sockets()
-            stream = Stream(self.ct, base, kind)
+    def ramp(self, case: Case) -> dict[str, Any]:
+        began = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        with self.serving_case(case) as (base, processes):
+            stream = Stream(self.ct, base, case.kind)
             probe = LagProbe(self.ct, processes)
             try:
                 points = run_ramp(lambda calls, fresh: stream.step(calls, fresh, probe),
-                                  start, factor, label=label or f"{server} N={workers} {kind}")
+                                  case.start, FACTOR, label=case.label)
             finally:
                 stream.close()
-        return {"server": server, "workers": workers, "kind": kind, **summary(points)}
+        return {**asdict(case), "began": began, **summary(points)}
 
-    def side_by_side(self, results: dict[str, Any]) -> None:
-        # Binary frames on our fleet only: what the JSON costs the same path.
-        for kind, counts, servers in (("json", WORKERS, SERVERS),
-                                      ("binary", WORKERS[:1], SERVERS[:1])):
-            for workers in counts:
-                for server in servers:
-                    results["runs"].append(self.ramp(server, workers, kind, START, FACTOR))
-                    save(results, "voice")
-
-    def hop(self, results: dict[str, Any]) -> None:
-        """One change at a time on our fleet at 2 workers, then the winners together, and
-        the best peer in the same run, at its defaults and with the same uvicorn settings."""
-        ct = self.ct
-        ct.run(f"{VENV}/bin/pip", "install", "--quiet", "--no-index", "--find-links",
-               "/root/wheels-voice", "uvloop", timeout=300)
-        results["versions"]["uvloop"] = ct.run(
-            f"{VENV}/bin/python", "-c", "import uvloop; print(uvloop.__version__)").stdout.strip()
-        workers = 2
-        base_knee: int | None = None
-        won: list[dict[str, Any]] = []
-        for name, change in VARIANTS:
-            start = START if base_knee is None else round(base_knee * HOP_START / 10) * 10
-            run = self.hop_ramp(name, change, workers, start,
-                                FACTOR if base_knee is None else HOP_FACTOR)
-            if base_knee is None:
-                base_knee = run["knee"] or LIMIT
-            elif change and run["knee"] and run["knee"] >= WIN * base_knee:
-                won.append(change)
-            results["hop"].append(run)
+    def measure_cases(self, cases: list[Case], results: dict[str, Any]) -> None:
+        """Each case's ramp, in place of the row a run before left for it."""
+        for case in cases:
+            run = self.ramp(case)
+            results["runs"] = [r for r in results["runs"] if Case.of(r) != case] + [run]
             save(results, "voice")
-        start = round((base_knee or START) * HOP_START / 10) * 10
-        together = combined(won)
-        if len(won) > 1:
-            results["hop"].append(self.hop_ramp("the winners together", together, workers,
-                                                start, HOP_FACTOR))
-        peers = [r for r in results.get("runs", []) if r["workers"] == workers
-                 and r["kind"] == "json" and r["server"] != "dograh-systemd"]
-        peer = max(peers, key=lambda r: r["knee"] or LIMIT)["server"] if peers \
-            else "uvicorn --workers"
-        settings = {"loop": "asyncio"}  # uvloop is installed now: name the default
-        for name, uvicorn in (("best peer, same run", settings),
-                              ("best peer, same uvicorn settings", together.get("uvicorn"))):
-            if not uvicorn or (name.endswith("settings") and uvicorn == settings):
-                continue
-            run = self.ramp(peer, workers, "json", start, HOP_FACTOR, uvicorn=uvicorn,
-                            label=f"hop {name}")
-            run["variant"] = f"{name}: {peer}, " + ", ".join(f"{k}={v}" for k, v in
-                                                             uvicorn.items())
-            results["hop"].append(run)
-            save(results, "voice")
-
-    def hop_ramp(self, name: str, change: dict[str, Any], workers: int, start: int,
-                 factor: float) -> dict[str, Any]:
-        uvicorn = {"loop": "asyncio", **change.get("uvicorn", {})}
-        env = {f"DOGRAH_BENCH_{key.upper()}": value for key, value in uvicorn.items()}
-        with self.variant({**change, "env": env}):
-            run = self.ramp("dograh-systemd", workers, "json", start, factor,
-                            unix=bool(change.get("unix")), label=f"hop {name}")
-        run["variant"] = name
-        run["change"] = change
-        return run
-
-
-# One change each, measured against the baseline in the same run.
-VARIANTS: list[tuple[str, dict[str, Any]]] = [
-    ("baseline", {}),
-    ("nginx: 1 worker process", {"worker_processes": "1"}),
-    ("nginx: worker_cpu_affinity auto", {"nginx_main": ["worker_cpu_affinity auto;"]}),
-    # nginx wants its busy buffers below all of proxy_buffers: those grow with it.
-    ("nginx: proxy_buffer_size 64k", {"site": ["proxy_buffer_size 64k;",
-                                               "proxy_buffers 8 64k;"]}),
-    ("nginx → workers over Unix sockets", {"unix": True}),
-    ("uvicorn ws=wsproto", {"uvicorn": {"ws": "wsproto"}}),
-    ("uvloop", {"uvicorn": {"loop": "uvloop"}}),
-    # The machine drifts: the baseline once more, last, says by how much.
-    ("baseline, again", {}),
-]
-# A change is kept when the knee moves up by this much.
-WIN = 1.05
-
-
-def combined(changes: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several changes as one."""
-    together: dict[str, Any] = {}
-    for change in changes:
-        for key, value in change.items():
-            if isinstance(value, dict):
-                together[key] = {**together.get(key, {}), **value}
-            elif isinstance(value, list):
-                together[key] = [*together.get(key, []), *value]
-            else:
-                together[key] = value
-    return together
 
 
 def main() -> None:
     # A benchmark stopped with kill still powers its containers off and removes them.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=("all", "side-by-side", "hop"), default="all")
+    parser.add_argument("--part", choices=("all", *PARTS), default="all")
     args = parser.parse_args()
     previous = RESULTS / "voice.json"
     results: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {}
+    if args.part == "all" or "runs" not in results or "tls" not in results["runs"][0]:
+        results["runs"] = []  # every row from one run, or the older layout's rows gone
     with installed("dograh-voice") as (ct, wheelhouse):
         voice = Voice(ct)
         results.update({"machine": machine(), "versions": voice.setup(wheelhouse),
                         "late_ms": ramp.FRAME_LATE_MS, "settle_s": SETTLE, "window_s": WINDOW})
-        now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        if args.part in ("all", "side-by-side"):
-            results.update(runs=[], date=now)
-            voice.side_by_side(results)
-        if args.part in ("all", "hop"):
-            results.update(hop=[], hop_date=now)  # a part run alone keeps the other's date
-            voice.hop(results)
+        if args.part == "all":
+            results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        for part in PARTS if args.part == "all" else (args.part,):
+            voice.measure_cases(cases(part, results["runs"]), results)
     save(results, "voice")
-    report.write_voice(results, RESULTS)
+    voice_report.write(results, RESULTS)
     print(f"wrote {RESULTS / 'voice.md'}")
 
 

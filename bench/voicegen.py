@@ -2,12 +2,13 @@
 
 Runs on the machine under test (stdlib only; uvloop when the interpreter has
 it), against loopback or the benchmark's private bridge only. Each call is a
-WebSocket to ``/api/v1/media`` that sends one frame every 20 ms, as a
-telephony media stream does (Twilio's JSON ``media`` event with 160 bytes of
-μ-law in base64, or the same 160 bytes as one binary frame), and the server
-answers frame for frame, as a voice bot's transport does. Calls are spread
-over --processes processes and, within one, over four 5 ms slots, so frames
-leave at random-looking phases rather than all at once.
+WebSocket (``wss://`` when the base is ``https://``) to ``/api/v1/media`` that
+sends one frame every 20 ms, as a telephony media stream does (Twilio's JSON
+``media`` event with 160 bytes of μ-law in base64, or the same 160 bytes as
+one binary frame), and the server answers frame for frame, as a voice bot's
+transport does. Calls are spread over --processes processes and, within one,
+over four 5 ms slots, so frames leave at random-looking phases rather than all
+at once.
 
 Measured for the frames *sent* in each window: the round trip from when the
 frame was due (not when a busy client got round to sending it, so a slow
@@ -41,6 +42,7 @@ import os
 import random
 import resource
 import socket
+import ssl
 import statistics
 import struct
 import sys
@@ -286,7 +288,8 @@ class Generator:
     def __init__(self, args: argparse.Namespace) -> None:
         parts = urlsplit(args.base)
         self.host = parts.hostname or "localhost"
-        self.port = parts.port or 80
+        self.tls = client_tls() if parts.scheme == "https" else None
+        self.port = parts.port or (443 if self.tls else 80)
         self.host_header = parts.netloc
         self.binary = args.kind == "binary"
         self.slots: list[list[Call]] = [[] for _ in range(SLOTS)]
@@ -298,6 +301,7 @@ class Generator:
         self.sent = 0
         self.unexpected = 0
         self.lags: list[float] = []
+        self.cipher: str | None = None  # what TLS the server chose: the same for every side?
         audio = bytes(random.getrandbits(8) for _ in range(160))  # 20 ms of 8 kHz μ-law
         self.binary_frame = client_frame(2, audio)
         self.payload = base64.b64encode(audio).decode()
@@ -322,8 +326,9 @@ class Generator:
         call = Call(self)
         async with self.handshakes:
             try:
-                await asyncio.wait_for(loop.create_connection(lambda: call, self.host,
-                                                              self.port), 30)
+                await asyncio.wait_for(loop.create_connection(
+                    lambda: call, self.host, self.port, ssl=self.tls,
+                    server_hostname=self.host if self.tls else None), 30)
                 await asyncio.wait_for(asyncio.shield(call.opened), 30)
             except Exception as exc:  # every failure counts, whatever its kind
                 self.refused[describe(exc)] += 1
@@ -331,6 +336,9 @@ class Generator:
                 if call.transport:
                     call.transport.close()
                 return
+        if self.tls and not self.cipher and call.transport:
+            name, version, _ = call.transport.get_extra_info("cipher")
+            self.cipher = f"{version} {name}"
         min(self.slots, key=len).append(call)
 
     def forget(self, call: Call) -> None:
@@ -402,7 +410,18 @@ class Generator:
         return {"held": len(self.calls), "sent": self.sent, "late": late, "lost": lost,
                 "rtts": rtts.tobytes(), "call_p50": per_call_p50, "call_p99": per_call_p99,
                 "hurt": hurt, "dropped": dict(self.dropped), "refused": dict(self.refused),
-                "unexpected": self.unexpected, "client_lag_p99_ms": percentile(lags, 99)}
+                "unexpected": self.unexpected, "client_lag_p99_ms": percentile(lags, 99),
+                "cipher": self.cipher}
+
+
+def client_tls() -> ssl.SSLContext:
+    """TLS as a browser or Twilio speaks it (1.2 or 1.3, HTTP/1.1 for the upgrade), without
+    checking the benchmark's self-signed certificate: what the servers pay is the same."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 def describe(exc: BaseException) -> str:
@@ -464,6 +483,7 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
         total[key] = dict(counter)
     lags = [r["client_lag_p99_ms"] for r in reports if r["client_lag_p99_ms"] is not None]
     return {**total, "echoed": len(ordered),
+            "cipher": next((r["cipher"] for r in reports if r["cipher"]), None),
             "rtt_p50_ms": rounded(percentile(ordered, 50)),
             "rtt_p99_ms": rounded(percentile(ordered, 99)),
             "rtt_max_ms": rounded(ordered[-1] if ordered else None),

@@ -3,10 +3,13 @@ split, the knee on frame round trips, and sizing an edge."""
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from typing import Any
 
-from bench import ramp, voicegen
+import pytest
+
+from bench import ramp, voice_cases, voice_report, voicegen
 
 
 def point(calls: int, p99: float | None, lost: int = 0, held: int | None = None,
@@ -128,3 +131,104 @@ def test_calls_per_host_and_hosts_per_edge() -> None:
     assert ramp.hosts_per_edge(1.6, 40, 0.25) == 3.9
     assert ramp.hosts_per_edge(None, 40, 1.0) is None
     assert ramp.calls_per_host([{"hosts": 1, "knee": None}]) is None
+
+
+# -- what is measured, and how it is read -----------------------------------------------
+
+def row(case: voice_cases.Case, knee: int | None, nginx: float = 0.0,
+        workers: float = 3.0) -> dict[str, Any]:
+    return {**dataclasses.asdict(case), "knee": knee, "carried": knee or 0, "points": [],
+            "cpu_per_1000": {"nginx": nginx, "workers": workers, "load": 1.0}}
+
+
+def test_side_by_side_is_ours_and_each_peer_direct_and_behind_nginx_on_wss() -> None:
+    cases = voice_cases.side_by_side_cases()
+    assert len(cases) == 10 and all(c.tls and c.kind == "json" for c in cases)
+    for workers in (2, 4):
+        here = {(c.server, c.front) for c in cases if c.workers == workers}
+        assert here == {("dograh-systemd", "nginx"), ("uvicorn --workers", "direct"),
+                        ("gunicorn", "direct"), ("uvicorn --workers", "nginx"),
+                        ("gunicorn", "nginx")}
+    assert {(c.server, c.tls, c.front) for c in voice_cases.plain_cases()} == {
+        ("dograh-systemd", False, "nginx"), ("uvicorn --workers", False, "direct"),
+        ("gunicorn", False, "direct")}
+
+
+def test_later_parts_compare_with_the_best_wss_peer_at_two_workers() -> None:
+    Case = voice_cases.Case
+    runs = [row(Case("gunicorn", 2), 200), row(Case("uvicorn --workers", 2, front="nginx"), 240),
+            row(Case("uvicorn --workers", 4), 900),  # another worker count
+            row(Case("gunicorn", 2, tls=False), 500)]  # not on TLS
+    peer = Case("uvicorn --workers", 2, front="nginx")
+    assert voice_cases.best_peer(runs) == peer
+    # A peer that never reached its knee carried more than any that did.
+    assert voice_cases.best_peer([*runs, row(Case("gunicorn", 2, front="nginx"), None)]) == \
+        Case("gunicorn", 2, front="nginx")
+    ours = Case("dograh-systemd", 2, front="nginx")
+    assert voice_cases.cases("binary", runs) == [
+        dataclasses.replace(ours, kind="binary"), dataclasses.replace(peer, kind="binary")]
+    work = voice_cases.cases("work", runs)
+    assert [(c.server, c.frame_cpu_ms) for c in work] == [
+        ("dograh-systemd", 0.2), ("uvicorn --workers", 0.2),
+        ("dograh-systemd", 1.0), ("uvicorn --workers", 1.0)]
+    assert [c.change for c in voice_cases.cases("hop", [])] == list(voice_cases.CHANGES)
+    with pytest.raises(SystemExit, match="--part side-by-side first"):
+        voice_cases.cases("work", [])
+
+
+def test_a_ramp_starts_lower_as_the_app_works_more_and_its_row_names_its_case() -> None:
+    Case = voice_cases.Case
+    assert [Case("gunicorn", 2, frame_cpu_ms=ms).start for ms in (0, 0.2, 1.0)] == [100, 50, 15]
+    case = Case("gunicorn", 4, front="nginx", frame_cpu_ms=0.2)
+    assert Case.of(row(case, 10)) == case
+    assert case.label == "gunicorn, nginx N=4 wss json, 0.2 ms CPU a frame"
+    assert Case("dograh-systemd", 2, tls=False, front="nginx").label == "dograh-systemd N=2 ws json"
+
+
+def test_the_summary_compares_our_knee_with_the_best_peer_at_each_worker_count() -> None:
+    Case = voice_cases.Case
+    runs = [row(Case("dograh-systemd", 2, front="nginx"), 300, nginx=1.0),
+            row(Case("uvicorn --workers", 2), 250), row(Case("gunicorn", 2, front="nginx"), 200),
+            row(Case("dograh-systemd", 2, tls=False, front="nginx"), 500, nginx=1.0),
+            row(Case("gunicorn", 2, tls=False), 400)]
+    line = voice_report.against_best("wss, 2 workers", voice_report.rows_of(runs, workers=2))
+    assert line is not None
+    assert "our knee **300** calls, **1.20 times** the best peer's (uvicorn --workers " \
+           "(own TLS), 250)" in line
+    assert "4.00 CPUs per 1,000 through us, 3.00 on uvicorn --workers" in line
+    assert "(TLS and the hop) is 1.00" in line
+    plain = voice_report.against_best("ws", voice_report.rows_of(runs, tls=False))
+    assert plain is not None and "**1.25 times**" in plain and "(the hop) is 1.00" in plain
+    assert voice_report.against_best("none", runs[1:3]) is None  # ours not measured
+
+
+def test_the_hops_share_falls_as_the_app_works_and_says_where_it_is_small() -> None:
+    Case = voice_cases.Case
+    ours, peer = Case("dograh-systemd", 2, front="nginx"), Case("uvicorn --workers", 2)
+    runs = [row(ours, 300, nginx=1.0, workers=3.0), row(peer, 250),
+            row(dataclasses.replace(ours, frame_cpu_ms=0.2), 120, nginx=1.0, workers=12.0),
+            row(dataclasses.replace(peer, frame_cpu_ms=0.2), 110),
+            row(dataclasses.replace(ours, frame_cpu_ms=1.0), 30, nginx=1.0, workers=50.0)]
+    assert voice_report.hop_share(runs[0]) == 0.25
+    summary = voice_report.work_summary(runs)
+    assert summary == ("- nginx's share of a call's server-side CPU, by the app's work a "
+                       "frame: 0 ms: 25%; 0.2 ms: 8%; 1 ms: 2%; under 10% from 0.2 ms of the "
+                       "app's CPU a frame.")
+    table = "\n".join(voice_report.work_lines(runs))
+    assert "| 0.2 | dograh-systemd (nginx TLS) | 120 | 1.09 |" in table
+    assert voice_report.work_summary(runs[:2]) is None  # no work measured
+
+
+def test_each_change_of_the_hop_is_read_against_the_mean_of_the_two_ramps_as_shipped() -> None:
+    ours = voice_cases.Case("dograh-systemd", 2, front="nginx")
+    names = list(voice_cases.CHANGES)
+    assert names[0] == "as shipped" and names[-1] == "as shipped, again"
+    knees = dict(zip(names, (300, 400, 330, 340), strict=True))
+    runs = [row(dataclasses.replace(ours, change=name), knee) for name, knee in knees.items()]
+    table = "\n".join(voice_report.hop_lines(runs))
+    assert "| nginx → workers over Unix sockets | 400 | 1.25 |" in table
+    assert "| nginx: 1 worker process | 330 | 1.03 |" in table
+    assert "stopped before its end" not in table
+    cut = "\n".join(voice_report.hop_lines(runs[:3]))
+    assert "| nginx → workers over Unix sockets | 400 | - |" in cut
+    assert "stopped before its end" in cut
