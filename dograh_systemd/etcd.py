@@ -303,10 +303,14 @@ class Client:
 
     def _open_stream(self) -> tuple[http.client.HTTPConnection, str | None]:
         """A connection for a watch (which holds it for as long as it lasts), and the
-        token to send on it."""
+        token to send on it. Not logged in yet, it logs in first, on the member that
+        answers (a login, not a read: a host's role may read its cluster's keys only)."""
+        if self.credentials and self._token is None:
+            token = self.call("/v3/auth/authenticate", {
+                "name": self.credentials.user, "password": self.credentials.password})["token"]
+            with self._lock:
+                self._token = token
         with self._lock:
-            if self.credentials and self._token is None:
-                self._call("/v3/kv/range", {"key": b64("\0")})  # authenticates
             return self._connection_to(self.endpoints[self._current]), self._token
 
     def _drop(self) -> None:

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shlex
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -198,11 +199,14 @@ class FakeHost(Host):
         self.transient: list[str] = []           # ... and the units they run in
         self.ran: list[list[str]] = []           # every one of them run so far
         self.stdin: list[str | None] = []        # what each program was given to read
+        self.timeouts: list[tuple[str, float | None]] = []  # each program, and its seconds
         self.journal: dict[str, str] = {}        # a unit's last line in the journal
         self.etcd_client: Callable[..., object] | None = None
         self.floating: set[str] = set()          # floating address/prefix on its interface
         self.keepalived_refuses = ""             # what keepalived -t says of any config
         self.keepalived_status = 0               # its exit status for a config it takes
+        self.keepalived_checked: list[int] = []  # the mode of each file keepalived -t read
+        self.interfaces = {"eth0"}               # the network interfaces it has
         self.address = address
         self.cluster: FakeCluster | None = None
         self.commands: dict[str, Callable[[list[str]], Completed]] = {}
@@ -289,6 +293,7 @@ class FakeHost(Host):
                     input: str | None = None) -> Completed:
         argv = list(argv)
         self.stdin.append(input)
+        self.timeouts.append((argv[0], timeout))
         program, args = argv[0], argv[1:]
         if program == "systemctl":
             return self._systemctl(args)
@@ -364,6 +369,8 @@ class FakeHost(Host):
         return Completed(result.returncode, result.stdout, result.stderr)
 
     def _addresses(self, interface: str) -> Completed:
+        if interface not in self.interfaces:  # as ip says it
+            return Completed(1, "", f'Device "{interface}" does not exist.\n')
         own = [f"{self.address}/24", *sorted(self.floating)]
         info = [{"family": "inet6" if ":" in a else "inet", "local": a.split("/")[0],
                  "prefixlen": int(a.split("/")[1])} for a in own]
@@ -374,6 +381,8 @@ class FakeHost(Host):
         self.event(f"keepalived -t {args[2]}")
         if not self.files.exists(Path(args[2])):
             return Completed(0, "", f"Config files missing '{args[2]}'.\n")
+        self.keepalived_checked.append(
+            stat.S_IMODE(self.files.path(Path(args[2])).stat().st_mode))
         if self.keepalived_refuses:
             return Completed(self.keepalived_status or 5, "", f"{self.keepalived_refuses}\n")
         return Completed(self.keepalived_status, "", "")

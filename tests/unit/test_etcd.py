@@ -53,14 +53,31 @@ class Sock:
         self.timeouts.append(seconds)
 
 
+class Endless(Response):
+    """A reply that never ends (a member gone wrong, or whatever took its address): it
+    gives what is asked for, and a read without a bound would never return."""
+
+    def __init__(self) -> None:
+        super().__init__(200, b"")
+
+    def read(self, limit: int | None = None) -> bytes:
+        if limit is None or limit < 0:
+            raise MemoryError("a read of an endless reply without a bound")
+        return b" " * limit
+
+    def readline(self, limit: int | None = None) -> bytes:
+        return self.read(limit)
+
+
 class Connection:
     def __init__(self, gateway: Gateway, endpoint: str) -> None:
         self.gateway = gateway
         self.endpoint = endpoint
         self.sock = Sock()
         gateway.socks.append(self.sock)
+        gateway.connections.append(self)
         self.timeout = 0.0
-        self.reply: Reply | None = None
+        self.reply: Reply | Response | None = None
 
     def request(self, method: str, path: str, body: str, headers: dict[str, str]) -> None:
         assert method == "POST" and headers["Content-Type"] == "application/json"
@@ -70,7 +87,7 @@ class Connection:
 
     def getresponse(self) -> Response:
         assert self.reply is not None
-        return Response(*self.reply)
+        return self.reply if isinstance(self.reply, Response) else Response(*self.reply)
 
     def close(self) -> None:
         self.gateway.closed.append(self.endpoint)
@@ -80,15 +97,17 @@ class Gateway:
     """Each member's answers, scripted: ``down`` members fail to connect; ``handle``
     answers every request the others get."""
 
-    def __init__(self, handle: Callable[[str, str, dict[str, Any], str | None], Reply]) -> None:
+    def __init__(self, handle: Callable[[str, str, dict[str, Any], str | None],
+                                        Reply | Response]) -> None:
         self.handle = handle
         self.down: set[str] = set()
         self.asked: list[tuple[str, str, dict[str, Any], str | None]] = []
         self.closed: list[str] = []
         self.socks: list[Sock] = []
+        self.connections: list[Connection] = []
 
     def answer(self, endpoint: str, path: str, body: dict[str, Any], token: str | None
-               ) -> Reply:
+               ) -> Reply | Response:
         if endpoint in self.down:
             raise ConnectionRefusedError(111, "Connection refused")
         self.asked.append((endpoint, path, body, token))
@@ -563,3 +582,121 @@ def test_a_watch_is_quiet_for_so_long_only_and_ends_on_a_line_too_long() -> None
     broken = Gateway(lambda *_: (200, b"{not json\n")).client([A])
     with pytest.raises(etcd.Unavailable, match=r"^the watch ended: "):
         list(broken.watch("/p/", 1))
+
+
+# -- logging in for a watch, bounds, timeouts, what an operator reads -----------------------
+
+
+class Reader(Etcd):
+    """etcd's RBAC as each host's role has it: it may read the cluster's keys (under /c/)
+    and nothing else; anything else is ``permission denied``."""
+
+    def __call__(self, endpoint: str, path: str, body: dict[str, Any], token: str | None
+                 ) -> Reply:
+        request = body.get("create_request", body)
+        if token == self.TOKEN and path in ("/v3/kv/range", "/v3/watch") \
+                and not unb64(request["key"]).startswith("/c/"):
+            return 403, json.dumps({"error": "etcdserver: permission denied",
+                                    "code": 7}).encode()
+        return super().__call__(endpoint, path, body, token)
+
+
+def test_a_watch_as_the_first_call_logs_in_without_reading_outside_the_cluster() -> None:
+    # An agent's watch thread may start before its first read: its login must not need
+    # a key its role may not read.
+    members = Reader()
+    client = Gateway(members).client([A], etcd.Credentials(Etcd.USER, Etcd.PASSWORD))
+    members.answer("/v3/kv/put", {"key": b64("/c/a"), "value": b64("1")})
+    assert list(client.watch("/c/", 1)) == [[], [etcd.Event("PUT", "/c/a", b"1", 2)]]
+
+
+def test_a_watch_whose_login_finds_no_member_is_unavailable_and_the_next_logs_in() -> None:
+    gateway = Gateway(Etcd())
+    gateway.down.add(A)
+    client = gateway.client([A, B], etcd.Credentials(Etcd.USER, Etcd.PASSWORD))
+    # The login goes to the member that answers, and the watch with it.
+    assert list(client.watch("/c/", 1)) == [[]]
+    assert [(endpoint, path) for endpoint, path, *_ in gateway.asked] == [
+        (B, "/v3/auth/authenticate"), (B, "/v3/watch")]
+    gateway.down.add(B)
+    lost = gateway.client([A, B], etcd.Credentials(Etcd.USER, Etcd.PASSWORD))
+    with pytest.raises(etcd.Unavailable) as failed:
+        list(lost.watch("/c/", 1))
+    assert str(failed.value) == (f"no etcd member answers ({A}: [Errno 111] Connection "
+                                 f"refused; {B}: [Errno 111] Connection refused)")
+
+
+def test_a_request_retried_after_a_new_login_is_the_same_request() -> None:
+    logins = itertools.count(1)
+
+    def handle(endpoint: str, path: str, body: dict[str, Any], token: str | None) -> Reply:
+        if path == "/v3/auth/authenticate":
+            return ok({**header(), "token": f"t{next(logins)}"})
+        if token == "t1":  # it expired
+            return 401, json.dumps({"error": "etcdserver: invalid auth token",
+                                    "code": 16}).encode()
+        return ok(header())
+
+    gateway = Gateway(handle)
+    gateway.client([A], etcd.Credentials("dograh-w1", "pw")).put("/k", "v", lease=3)
+    puts = [(body, token) for _, path, body, token in gateway.asked if path == "/v3/kv/put"]
+    sent = {"key": b64("/k"), "value": b64("v"), "lease": "3"}
+    assert puts == [(sent, "t1"), (sent, "t2")]
+
+
+def test_what_each_member_said_is_in_the_one_line() -> None:
+    said = {A: "etcdserver: request timed out", B: "etcdserver: leader changed"}
+    client = Gateway(lambda endpoint, *_: (503, json.dumps(
+        {"message": said[endpoint], "code": 14}).encode())).client([A, B])
+    with pytest.raises(etcd.Unavailable) as failed:
+        client.put("/k", "v")
+    assert str(failed.value) == (f"no etcd member answers ({A}: etcdserver: request timed "
+                                 f"out; {B}: etcdserver: leader changed)")
+
+
+def test_a_reply_that_never_ends_is_read_to_the_bound_only() -> None:
+    client = Gateway(lambda *_: Endless()).client([A])
+    with pytest.raises(etcd.Unavailable) as failed:
+        client.put("/k", "v")
+    assert str(failed.value) == f"no etcd member answers ({A}: a reply larger than 4 MiB)"
+    # A watch's line that never ends: the stream is over, this process did not grow.
+    assert list(Gateway(lambda *_: Endless()).client([A]).watch("/p/", 1)) == []
+
+
+def test_an_empty_reply_is_an_empty_object() -> None:
+    # A revoke answered with nothing is done; a refusal with nothing says its status.
+    assert Gateway(lambda *_: (200, b"")).client([A]).revoke(5) is None
+    client = Gateway(lambda *_: (403, b"")).client([A, B])
+    with pytest.raises(etcd.Refused) as refused:
+        client.put("/k", "v")
+    assert (str(refused.value), refused.value.code) == ("HTTP 403", 0)
+
+
+def test_a_call_with_under_a_second_left_is_made_and_connects_for_that_long_only() -> None:
+    gateway = Gateway(lambda *_: ok(header()))
+    client = gateway.client([A])
+    client.deadline = time.monotonic() + 0.5
+    assert client.put("/k", "v") == 7
+    # The new connection, and its socket, wait no longer than the deadline allows.
+    assert 0.2 < gateway.connections[0].timeout <= 0.5
+
+
+def test_each_endpoint_is_reached_at_its_own_host_and_port() -> None:
+    client = etcd.Client([A], timeout=1.5)
+    reached = {endpoint: client._connection_to(endpoint) for endpoint in (
+        "https://10.0.0.1:12379", "https://etcd1.example", "http://127.0.0.1:22379",
+        "http://etcd2.example")}
+    assert {endpoint: (type(c).__name__, c.host, c.port, c.timeout)
+            for endpoint, c in reached.items()} == {
+        "https://10.0.0.1:12379": ("HTTPSConnection", "10.0.0.1", 12379, 1.5),
+        "https://etcd1.example": ("HTTPSConnection", "etcd1.example", 2379, 1.5),
+        "http://127.0.0.1:22379": ("HTTPConnection", "127.0.0.1", 22379, 1.5),
+        "http://etcd2.example": ("HTTPConnection", "etcd2.example", 2379, 1.5)}
+    assert etcd.Client([A])._connection_to(A).timeout == etcd.TIMEOUT
+
+
+def test_a_key_created_without_a_lease_is_bound_to_none() -> None:
+    client = Gateway(Etcd()).client([A], etcd.Credentials(Etcd.USER, Etcd.PASSWORD))
+    won, since = client.create("/c/k", "v")
+    assert won
+    assert client.get("/c/k") == etcd.KeyValue("/c/k", b"v", since, since, 0)

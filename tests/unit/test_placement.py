@@ -35,6 +35,14 @@ def test_a_host_given_its_count_keeps_it_and_the_others_share_the_rest() -> None
 def test_a_count_for_a_host_that_did_not_answer_is_refused() -> None:
     with pytest.raises(DograhError, match="no answering host named w3"):
         placement.spread(4, {"w3": 1}, {"w1": 2, "w2": 2})
+    with pytest.raises(DograhError) as refused:
+        placement.spread(4, {"w4": 1, "w3": 1}, {"w1": 2})
+    assert str(refused.value) == "no answering host named w3, w4"
+
+
+def test_a_host_of_one_cpu_alone_takes_every_worker_left() -> None:
+    assert placement.spread(4, {}, {"w1": 1}) == {"w1": 4}
+    assert placement.spread(3, {"w1": 1}, {"w1": 4, "w2": 1}) == {"w1": 1, "w2": 2}
 
 
 # -- singletons by lease ------------------------------------------------------------------

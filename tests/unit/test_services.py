@@ -34,6 +34,7 @@ class Debian:
         self.killed_after = ""  # the SQL that dograhctl is killed right after
         self.command_lines: list[str] = []  # every psql command line
         self.ran: list[str] = []  # every command line of these programs, and psql's stdin
+        self.bounds: dict[str, float | None] = {}  # the seconds each program was last given
         host.commands.update({program: self.recorded(program, answer) for program, answer in (
             ("dpkg-query", self.dpkg_query), ("apt-cache", self.apt_cache),
             ("env", self.apt_get), ("pg_isready", self.pg_isready), ("runuser", self.psql))})
@@ -43,6 +44,7 @@ class Debian:
                  ) -> Callable[[list[str]], Completed]:
         def run(args: list[str]) -> Completed:
             sql = self.host.stdin[-1]
+            self.bounds[program] = self.host.timeouts[-1][1]
             self.ran.append(" ".join([program, *args]) + (f" <<< {sql}" if sql else ""))
             return answer(args)
         return run
@@ -277,3 +279,42 @@ def test_a_failed_install_is_apts_last_line(host: FakeHost) -> None:
     assert err.splitlines()[-1] == ("dograhctl: apt-get install postgresql-17 "
                                     "postgresql-17-pgvector redis-server failed: E: Unable to "
                                     "fetch some archives")
+
+
+def test_with_debians_packages_there_setup_asks_apt_nothing(host: FakeHost) -> None:
+    debian = Debian(host)
+    debian.installed.update({"postgresql-17", "postgresql-17-pgvector", "redis-server"})
+    code, _, err = setup(host)
+    assert code == 0 and "installing" not in err
+    assert not [line for line in debian.ran if line.startswith(("apt-cache", "env "))]
+
+
+def test_an_install_may_take_half_an_hour_and_no_longer(host: FakeHost) -> None:
+    # A mirror that hangs holds the setup up, never forever.
+    debian = Debian(host)
+    assert setup(host)[0] == 0
+    assert debian.bounds["env"] == 1800
+
+
+def test_services_env_says_who_made_it_and_what_wins_over_it(host: FakeHost) -> None:
+    debian = Debian(host)
+    assert setup(host)[0] == 0
+    assert host.files.read(paths.SERVICES) == (
+        "# Made by dograhctl services setup: Dograh's database and Redis on this host.\n"
+        "# A DATABASE_URL or REDIS_URL in dograh.env wins over these.\n"
+        f"DATABASE_URL=postgresql+asyncpg://dograh:{debian.roles['dograh']}@127.0.0.1:5432/"
+        "dograh\nREDIS_URL=redis://127.0.0.1:6379/0\n")
+
+
+def test_what_an_operator_reads_when_debian_lacks_a_package_or_postgresql_waits(
+        host: FakeHost) -> None:
+    debian = Debian(host, candidates=False)
+    debian.installed.update({"postgresql-17", "redis-server"})
+    assert setup(host)[2] == (
+        "dograhctl: postgresql-17-pgvector is not in this host's Debian (Debian 13 has "
+        "PostgreSQL 17 with pgvector): run Dograh's database elsewhere and set DATABASE_URL "
+        "and REDIS_URL in the config\n")
+    debian.installed.add("postgresql-17-pgvector")
+    debian.ready_after = 10_000
+    assert setup(host)[2] == ("dograhctl: PostgreSQL does not accept connections within 60s "
+                              "(see: journalctl -u postgresql)\n")
