@@ -30,6 +30,8 @@ class FakeEtcd:
         self.majority = True             # False: two of three members are gone
         self.cut: set[str] = set()       # hosts that cannot reach any member
         self.calls = 0
+        self.revoked: list[int] = []     # every lease a client asked to revoke, in order
+        self.deadlines = False           # True: a call past its client's deadline gives up
 
     def client(self, host: str) -> FakeClient:
         return FakeClient(self, host)
@@ -77,6 +79,8 @@ class FakeClient:
             raise etcd.Unavailable("no etcd member answers (timed out)")
         if not cluster.majority:
             raise etcd.Unavailable("etcdserver: request timed out")
+        if cluster.deadlines and self.deadline is not None and cluster.now() >= self.deadline:
+            raise etcd.Unavailable("no etcd member answers (out of time)")
         cluster.expire()
         return cluster
 
@@ -141,7 +145,11 @@ class FakeClient:
         return ttl
 
     def revoke(self, lease: int) -> None:
-        self._reach()._revoke(lease)
+        cluster = self._reach()
+        cluster.revoked.append(lease)
+        if lease not in cluster.leases:  # as etcd answers for a lease that ended
+            raise etcd.Refused("etcdserver: requested lease not found", 5)
+        cluster._revoke(lease)
 
     def watch(self, prefix: str, start_revision: int) -> Iterator[list[Event]]:
         return iter(())

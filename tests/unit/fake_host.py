@@ -197,6 +197,7 @@ class FakeHost(Host):
         self.nft_table = False
         self.background: list[list[str]] = []  # dograhctl commands run as transient units
         self.transient: list[str] = []           # ... and the units they run in
+        self.descriptions: dict[str, str] = {}   # what systemctl status says each one is
         self.ran: list[list[str]] = []           # every one of them run so far
         self.stdin: list[str | None] = []        # what each program was given to read
         self.timeouts: list[tuple[str, float | None]] = []  # each program, and its seconds
@@ -301,10 +302,12 @@ class FakeHost(Host):
             unit = args[args.index("-u") + 1] if "-u" in args else ""
             said = self.journal.get(unit, "app: database unreachable")
             if "json" in args:  # what the unit printed, then systemd's word on its end
-                return Completed(0, json.dumps({"MESSAGE": said, "_TRANSPORT": "stdout"})
-                                 + "\n" + json.dumps({"MESSAGE": f"{unit}: Failed with "
-                                                      "result 'exit-code'.",
-                                                      "_TRANSPORT": "journal"}) + "\n", "")
+                # One entry a line the unit printed.
+                printed = "".join(json.dumps({"MESSAGE": line, "_TRANSPORT": "stdout"}) + "\n"
+                                  for line in said.split("\n"))
+                return Completed(0, printed + json.dumps({"MESSAGE": f"{unit}: Failed with "
+                                                          "result 'exit-code'.",
+                                                          "_TRANSPORT": "journal"}) + "\n", "")
             if unit == paths.CONVERGE_UNIT:  # systemd has the last word on a transient unit
                 said += f"\n{unit}: Failed with result 'exit-code'."
             return Completed(0, said + "\n", "")
@@ -336,6 +339,8 @@ class FakeHost(Host):
             return self._run_as_a_service(args)
         unit = next((a.split("=", 1)[1] for a in args if a.startswith("--unit=")), "")
         self.event(f"systemd-run --unit={unit}")
+        self.descriptions[unit] = next((a.split("=", 1)[1] for a in args
+                                        if a.startswith("--description=")), "")
         if unit in (paths.DEPLOY_UNIT, paths.CONVERGE_UNIT):
             command = args[args.index("--") + 1:]
             config = command.index("--config")

@@ -4,9 +4,14 @@ fencing token, an edge's ack; every value through its schema, none out of shape 
 
 from __future__ import annotations
 
+import json
+
 from dograh_systemd import wire
-from dograh_systemd.cluster.state import Snapshot, leader_value
+from dograh_systemd.cluster.keys import Keys
+from dograh_systemd.cluster.state import VALUE_LIMIT, Snapshot, leader_value, read
 from dograh_systemd.etcd import KeyValue
+
+from .fake_etcd import FakeEtcd
 
 
 def kv(value: str, lease: int = 0, created: int = 5, modified: int = 5) -> KeyValue:
@@ -66,3 +71,55 @@ def test_an_edges_ack_is_its_revision_or_none_said() -> None:
     assert snapshot(acks={"e1": kv('{"format": 1, "revision": 12}')}).acked("e1") == 12
     assert snapshot(acks={"e1": kv('{"format": 1, "revision": -1}')}).acked("e1") == 0
     assert snapshot().acked("e1") == 0
+
+
+def test_a_snapshot_keeps_each_kind_and_leaves_out_what_is_not_ours() -> None:
+    keys = Keys("dograh")
+    store = FakeEtcd(lambda: 0.0)
+    store.write(keys.host("w1"), b"{}", 0)
+    store.write(keys.edge("e1"), b"{}", 0)
+    store.write(keys.leader("ari-manager"), b"x" * VALUE_LIMIT, 0)  # at the limit: kept
+    store.write(keys.desired("w1"), b"x" * (VALUE_LIMIT + 1), 0)   # past it: not ours
+    store.write(f"{keys.prefix}later/w1", b"{}", 0)  # a kind of a later version
+    store.write(keys.placement, PLACEMENT.value, 0)
+    store.write("/dograh/other/hosts/w2", b"{}", 0)
+    found = read(store.client("w1"), keys)
+    assert found.revision == store.revision
+    assert list(found.hosts) == ["w1"] and list(found.edges) == ["e1"]
+    assert list(found.leaders) == ["ari-manager"] and found.desired == {}
+    assert found.placement is not None and found.placement.value == PLACEMENT.value
+
+
+REPORT = {"format": 2, "version": "0.9.0", "cpus": 2, "bases": [8000],
+          "members": [{"port": 8000, "ready": True, "calls": 1}], "singletons": ["ari-manager"],
+          "units": [], "operation": None, "mismatches": [], "release": "",
+          "previous_release": "", "releases": [], "generation": 0, "restarted": 0,
+          "failed": ""}
+
+
+def test_each_host_of_the_roster_by_its_registration_or_its_trouble() -> None:
+    found = snapshot(hosts={"w1": kv(json.dumps(REPORT)),
+                            "w2": kv(json.dumps({**REPORT, "cpus": 0})),
+                            "w4": kv(json.dumps({**REPORT, "singletons": ["ui"]})),
+                            "w9": kv(json.dumps(REPORT))})
+    reports, trouble = found.registrations(["w3", "w1", "w2", "w4"], ["ari-manager"])
+    assert list(reports) == ["w1"]  # w9 is no host of the roster
+    assert reports["w1"].members[0].calls == 1
+    assert trouble["w3"] == wire.Trouble("is not registered (its agent's lease ended, or it "
+                                         "never started)", answers=False)
+    assert trouble["w2"].answers is True
+    assert trouble["w2"].why.startswith("registers out of shape (") and "cpus" in \
+        trouble["w2"].why
+    assert trouble["w4"] == wire.Trouble("registers out of shape (singletons: ui is not a "
+                                         "singleton)", answers=True)
+    assert sorted(trouble) == ["w2", "w3", "w4"]
+
+
+def test_the_front_is_each_live_edges_presence_that_reads() -> None:
+    held = kv('{"format": 1, "holds": ["10.0.0.100/24"], "since": 12.5}')
+    found = snapshot(edges={"e2": held, "e1": kv('{"format": 1, "holds": [], "since": 0}'),
+                            "e3": kv("[]")})
+    front = found.front()
+    assert list(front) == ["e1", "e2"]
+    assert front["e2"] == wire.Edge(format=1, holds=["10.0.0.100/24"], since=12.5)
+    assert found.live_edges() == ["e1", "e2", "e3"]  # alive, though unreadable
