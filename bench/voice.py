@@ -194,6 +194,20 @@ def run_ramp(step: Callable[[int, bool], dict[str, Any]], start: int, factor: fl
     return points
 
 
+def busy_cpus(seconds: float = 3) -> float:
+    """How many CPUs the whole machine keeps busy over a few seconds (/proc/stat: every
+    field but idle and iowait)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return sum(fields) - fields[3] - fields[4], sum(fields)
+    busy, total = sample()
+    time.sleep(seconds)
+    busy_after, total_after = sample()
+    cpus = len([line for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("cpu") and line[3:4].isdigit()])
+    return round(cpus * (busy_after - busy) / max(1, total_after - total), 2)
+
+
 def summary(points: list[dict[str, Any]]) -> dict[str, Any]:
     return {"points": points, "knee": ramp.frame_knee(points),
             "carried": ramp.frames_carried(points),
@@ -361,6 +375,8 @@ class Voice(Capacity):
 
     def ramp(self, case: Case) -> dict[str, Any]:
         began = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        # With the servers idle: any other work on the shared machine shows here.
+        busy = busy_cpus()
         with self.serving_case(case) as (base, processes):
             stream = Stream(self.ct, base, case.kind)
             probe = LagProbe(self.ct, processes)
@@ -369,7 +385,7 @@ class Voice(Capacity):
                                   case.start, FACTOR, label=case.label)
             finally:
                 stream.close()
-        return {**asdict(case), "began": began, **summary(points)}
+        return {**asdict(case), "began": began, "busy_before": busy, **summary(points)}
 
     def measure_cases(self, cases: list[Case], results: dict[str, Any]) -> None:
         """Each case's ramp, in place of the row a run before left for it."""

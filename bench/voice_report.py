@@ -18,8 +18,9 @@ CPU_GROUPS = ("nginx", "workers", "load")
 SMALL_SHARE = 0.10
 HEADER = ("| workers | server | reached | knee (calls) | knee ÷ best peer's | calls carried | "
           "RTT p50 / p99 at carried (ms) | late frames there | loop lag p95 there (ms) | "
-          "calls per worker there, max/mean | CPUs per 1,000 calls: nginx / workers / load |")
-RULE = "|---|---|---|---|---|---|---|---|---|---|---|"
+          "calls per worker there, max/mean | CPUs per 1,000 calls: nginx / workers / load | "
+          "other work on the machine before (CPUs) |")
+RULE = "|---|---|---|---|---|---|---|---|---|---|---|---|"
 
 
 def write(results: dict[str, Any], out: Path) -> None:
@@ -110,7 +111,8 @@ def table(runs: list[dict[str, Any]]) -> list[str]:
                 f"{run['knee'] or 'not reached'} | {_ratio(run, best)} | {run['carried']} | "
                 f"{_ms(at.get('rtt_p50_ms'))} / {_ms(at.get('rtt_p99_ms'))} | "
                 f"{at.get('late', '-')} | {_ms(at.get('lag_p95_ms'))} | "
-                f"{at.get('balance') or '-'} | {_cpu(run['cpu_per_1000'])} |")
+                f"{at.get('balance') or '-'} | {_cpu(run['cpu_per_1000'])} | "
+                f"{run.get('busy_before', '-')} |")
     return [*lines, ""]
 
 
