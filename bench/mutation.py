@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +42,23 @@ def module_of(mutant: str) -> str:
                 for end in range(len(parts), 0, -1)
                 if REPO.joinpath(*parts[:end]).with_suffix(".py").exists())
     return str(path.relative_to(REPO))
+
+
+def bring_up_to_date() -> None:
+    """The mutants made afresh for the code as it is (a module new to the list gets its
+    mutants, not checked yet), and which tests cover what measured, testing none."""
+    listed = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mutmut"]["only_mutate"]
+    for path in listed:
+        # An earlier run copied a module it did not mutate; mutmut takes a copy newer than
+        # its source for mutants already made, and would never make them.
+        if not (REPO / "mutants" / f"{path}.meta").exists():
+            (REPO / "mutants" / path).unlink(missing_ok=True)
+    # mutmut has no command that only makes mutants: a filter that matches none makes them,
+    # measures the tests, then stops saying that nothing matches.
+    done = subprocess.run([*MUTMUT, "run", "none-of-them*"], cwd=REPO, capture_output=True,
+                          text=True)
+    if done.returncode and "nothing matches" not in done.stdout + done.stderr:
+        raise SystemExit(f"mutmut could not make the mutants:\n{done.stdout}{done.stderr}")
 
 
 def alive() -> list[str]:
@@ -67,10 +85,7 @@ def main() -> None:
         if args.again:
             # Which tests cover which function is measured afresh: the new tests count.
             (REPO / "mutants/mutmut-stats.json").unlink(missing_ok=True)
-            # A run that tests no mutant first brings the mutants up to date with the code
-            # (a module new to the list gets its mutants, not checked yet).
-            subprocess.run([*MUTMUT, "run", "none-of-them*"], cwd=REPO,
-                           stdout=subprocess.DEVNULL, check=True)
+            bring_up_to_date()
             again = [name for name in alive()
                      if not args.only or name.startswith(tuple(f"{m}." for m in args.only))]
             if again:  # none named would be every mutant
