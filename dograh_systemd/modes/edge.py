@@ -386,9 +386,10 @@ class Edge(Mode):
                 f"{role} {', '.join(names) or 'none'}" for role, names in hosts.items()))
 
     def prune_releases(self, view: View) -> None:
-        """The releases every host makes: the newest DOGRAH_KEEP_RELEASES."""
+        """The releases every host makes: the newest DOGRAH_KEEP_RELEASES, the one just
+        made among them (``view``'s snapshot, read before, lacks it)."""
         keep = view.ctx.settings.keep_releases
-        for release_id in sorted(view.snapshot.releases)[:-keep or None]:
+        for release_id in sorted(view.snapshot.releases)[:1 - keep or None]:
             view.client.delete(view.keys.release(release_id))
 
     def follow(self, view: View, asked: Mapping[str, int], change: Change) -> dict[str, str]:

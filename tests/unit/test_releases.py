@@ -15,8 +15,12 @@ from pathlib import Path
 import pytest
 
 from dograh_systemd import paths
+from dograh_systemd.cluster import agent
+from dograh_systemd.cluster.keys import Keys
 
 from .fake_host import FakeCluster, FakeHost, make_cluster
+
+KEYS = Keys("dograh")
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -398,3 +402,59 @@ def test_the_edge_needs_a_source_and_a_release_ready_everywhere(cluster: FakeClu
     code, _, err = edge.dograhctl("release", "make", "--app", "app:app")
     assert (code, err) == (1, "dograhctl: no source to make a release from: give one, or set "
                               "DOGRAH_SOURCE\n")
+
+
+def test_an_edges_release_is_told_listed_and_kept_to_its_newest(cluster: FakeCluster,
+                                                                 repo: Path) -> None:
+    edge = cluster.edge
+    edge.configure((edge.files.read(Path("/etc/dograh/dograh.env")) or "")
+                   + "DOGRAH_KEEP_RELEASES=2\nDOGRAH_APP=app:app\n")
+    dograhctl(edge, "scale", "4")
+    first = git(repo, "rev-parse", "HEAD")
+    code, out, err = edge.dograhctl("release", "make", "--app", "app:app", "--id", "first",
+                                    "--json")
+    assert code == 0
+    assert f"release first (commit {first[:12]}): made by worker1, worker2\n" in err
+    made = json.loads(out)
+    assert made["down"] == {}
+    for name in ("worker1", "worker2"):
+        assert made["hosts"][name]["release"] == ""
+        assert [(r["id"], r["state"], r["commit"]) for r in made["hosts"][name]["releases"]] \
+            == [("first", "ready", first)]
+    code, _, err = edge.dograhctl("release", "make", "--app", "app:app", "--id", "first")
+    assert (code, err) == (1, "dograhctl: release first exists already\n")
+    assert dograhctl(edge, "releases").splitlines() == [
+        "Host worker1 (10.0.0.11): runs its config app, in place",
+        f"  {'first':20} {'ready':8} {first[:12]}",
+        "Host worker2 (10.0.0.12): runs its config app, in place",
+        f"  {'first':20} {'ready':8} {first[:12]}"]
+    dograhctl(edge, "deploy", "first")
+    status = dograhctl(edge, "status").splitlines()
+    assert "Host worker1 (10.0.0.11): runs release first" in status
+    for release in ("second", "third"):  # the app: the edge's DOGRAH_APP
+        dograhctl(edge, "release", "make", "--id", release)
+    # DOGRAH_KEEP_RELEASES=2: the edge asks for the newest two only.
+    kept = sorted(key.rsplit("/", 1)[1] for key in cluster.etcd.keys
+                  if key.startswith(KEYS.release("")))
+    assert kept == ["second", "third"]
+
+
+def test_a_release_no_host_down_can_make_is_refused(cluster: FakeCluster) -> None:
+    edge = cluster.edge
+    dograhctl(edge, "scale", "4")
+    cluster.power_off("worker2")
+    cluster.run(agent.TTL + 3)
+    code, _, err = edge.dograhctl("release", "make", "--app", "app:app", "--id", "r1")
+    assert code == 1
+    assert err.splitlines()[-1] == (
+        "dograhctl: release r1 is not ready on worker2 (is not registered (its agent's lease "
+        "ended, or it never started)); nothing was deployed")
+    listed = json.loads(dograhctl(edge, "releases", "--json"))
+    assert set(listed["hosts"]) == {"worker1"} and set(listed["down"]) == {"worker2"}
+    cluster.power_off("worker1")
+    cluster.run(agent.TTL + 3)
+    code, _, err = edge.dograhctl("release", "make", "--app", "app:app", "--id", "r2")
+    down = "is not registered (its agent's lease ended, or it never started)"
+    assert (code, err.splitlines()[-1]) == (
+        1, f"dograhctl: release r2 is not ready on worker1 ({down}); worker2 ({down}); "
+           "nothing was deployed")
