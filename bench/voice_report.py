@@ -5,11 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 from . import ramp
 from .voice_cases import AS_SHIPPED, OURS, Case
 
@@ -288,6 +283,12 @@ def markdown(results: dict[str, Any]) -> str:
 def plot(results: dict[str, Any], path: Path) -> None:
     """The frame round trip as wss calls grow, at each worker count, and nginx's share
     of a call's CPU as the app's own work per frame grows."""
+    # Only the plot needs matplotlib (the bench extra): the page and its tests do not.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     runs = results["runs"]
     wss = rows_of(runs)
     workers = sorted({r["workers"] for r in wss})
