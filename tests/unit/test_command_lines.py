@@ -93,8 +93,9 @@ def test_each_line_is_one_the_cli_takes_as_meant(
 
 
 def test_every_line_the_module_builds_is_parsed_above() -> None:
+    # A mutation run's trampolines add x_<name>__mutmut_<n> beside each function: not lines.
     built = {name for name, function in inspect.getmembers(command_lines, inspect.isfunction)
-             if function.__module__ == command_lines.__name__}
+             if function.__module__ == command_lines.__name__ and not name.startswith("x_")}
     runners = {"here", "installed", "drain_as_asked"}
     assert built - runners == {build.__name__ for build, *_ in VERBS}
 
