@@ -676,3 +676,10 @@ def cluster_host(root: Path, address: str, config: str) -> FakeHost:
 def _port(name: str) -> int | None:
     match = re.fullmatch(r"dograh-api@(\d+)\.service", name)
     return int(match.group(1)) if match else None
+
+
+def dograhctl(host: FakeHost, *args: str, code: int = 0) -> str:
+    """dograhctl on the fake host, which must exit with ``code``: what it said."""
+    exit_code, out, err = host.dograhctl(*args)
+    assert exit_code == code, (exit_code, out, err)
+    return out + err

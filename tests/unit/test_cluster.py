@@ -15,7 +15,7 @@ from dograh_systemd import paths, wire
 from dograh_systemd.cluster import agent
 from dograh_systemd.cluster.keys import Keys
 
-from .fake_host import FakeCluster, FakeHost, make_cluster
+from .fake_host import FakeCluster, FakeHost, dograhctl, make_cluster
 
 ADDRESSES = {"worker1": "10.0.0.11", "worker2": "10.0.0.12"}
 ORCHESTRATOR = "dograh-campaign-orchestrator.service"
@@ -29,12 +29,6 @@ def cluster(tmp_path: Path) -> FakeCluster:
                          edge_config="FASTAPI_WORKERS=4\n", worker_config="FASTAPI_WORKERS=2\n")
     found.run(2)  # the agents start: each registers, the edge says it is alive
     return found
-
-
-def dograhctl(host: FakeHost, *args: str, code: int = 0) -> str:
-    exit_code, out, err = host.dograhctl(*args)
-    assert exit_code == code, (exit_code, out, err)
-    return out + err
 
 
 def upstream(cluster: FakeCluster) -> list[str]:

@@ -18,7 +18,7 @@ from dograh_systemd.cluster.keys import Keys
 from dograh_systemd.host.commands import Completed
 
 from .fake_etcd import FakeClient
-from .fake_host import FakeCluster, FakeHost, NginxProcess, make_cluster
+from .fake_host import FakeCluster, FakeHost, NginxProcess, dograhctl, make_cluster
 
 WORKERS = {"worker1": "10.0.0.11", "worker2": "10.0.0.12"}
 KEYS = Keys("dograh")
@@ -34,12 +34,6 @@ def cluster(tmp_path: Path) -> FakeCluster:
                          worker_config="FASTAPI_WORKERS=2\nENABLE_DOGRAH_UI=1\n")
     found.run(2)
     return found
-
-
-def dograhctl(host: FakeHost, *args: str, code: int = 0) -> str:
-    exit_code, out, err = host.dograhctl(*args)
-    assert exit_code == code, (exit_code, out, err)
-    return out + err
 
 
 def lines(host: FakeHost, *args: str, code: int = 0) -> list[str]:

@@ -21,7 +21,7 @@ from dograh_systemd.front import SELF_SIGNED_PAIR
 from dograh_systemd.upstream import Member
 
 from .conftest import context
-from .fake_host import FakeCluster, FakeHost, Killed, make_cluster
+from .fake_host import FakeCluster, FakeHost, Killed, dograhctl, make_cluster
 from .test_metrics import checked, parse, value
 
 EDGES = {"edge1": "10.0.0.10", "edge2": "10.0.0.20"}
@@ -55,12 +55,6 @@ def cluster(tmp_path: Path) -> FakeCluster:
         with_front(host, name, priority=150 if name == "edge1" else 100)
     found.run(2)
     return found
-
-
-def dograhctl(host: FakeHost, *args: str, code: int = 0) -> str:
-    exit_code, out, err = host.dograhctl(*args)
-    assert exit_code == code, (exit_code, out, err)
-    return out + err
 
 
 def test_the_config_is_vrrp_over_unicast_from_the_edges_own_keys(cluster: FakeCluster
